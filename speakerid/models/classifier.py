@@ -1,0 +1,227 @@
+"""Sequence classifiers built on DilatedRNN (and the dilated-CNN baseline), with a config that rebuilds them.
+
+Dim legend: B batch, T samples (or steps), F front-end frames, C input features, H hidden, f fusion width
+(= starting dilation M^l0), D embedding size (= H of the last layer), K classes.
+
+The generalized DilatedRNN (eq. 4) with starting dilation f = M^l0 is a DilatedRNN whose dilations start at f:
+since every dilation is a multiple of f, the f interleaved subsequences x[j::f] never interact, so it *is* f
+shared-weight networks (dilations 1..max/f) each on 1/f of the samples, run together in one fold. Its last f
+outputs (one per subsequence) are fused by a 1-by-f convolution into the prediction (section 2.2, Table 3).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..audio import SAMPLE_RATE
+from ..features import MFCC
+from .dilated_rnn import DilatedRNN, exponential_dilations
+
+__all__ = [
+    "ModelConfig",
+    "SequenceClassifier",
+    "DilatedCNN",
+    "build_model",
+    "count_parameters",
+    "PRESETS",
+    "preset",
+    "PAPER_PARAMS",
+]
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to rebuild a classifier (stored in checkpoints and ONNX sidecars)."""
+
+    arch: str = "rnn"  # "rnn" (DilatedRNN stack, incl. stacked baselines) or "cnn" (dilated causal CNN)
+    cell: str = "gru"  # rnn/lstm/gru (arch="rnn")
+    hidden: list[int] = field(default_factory=lambda: [50] * 8)  # one per layer
+    dilations: list[int] = field(default_factory=lambda: exponential_dilations(8, 2, l0=3))
+    n_classes: int = 109
+    frontend: str = "raw"  # "raw": (B, T) waveform; "mfcc": (B, T) waveform -> MFCC; "none": (B, T, C) given
+    input_size: int = 1  # C after the front-end (13 for MFCC)
+    fusion: int = 0  # f: fuse the last f outputs with a 1-by-f conv; 0 = the first dilation
+    normalize: bool = True  # raw: scale each clip to zero mean, unit RMS (volume invariance)
+    sample_rate: int = SAMPLE_RATE  # of the waveform the front-end expects
+    n_mfcc: int = 13
+    kernel_size: int = 2  # arch="cnn"
+    dropout: float = 0.0
+    name: str = ""
+
+    def __post_init__(self):
+        if len(self.hidden) != len(self.dilations):
+            raise ValueError(f"hidden has {len(self.hidden)} entries but dilations has {len(self.dilations)}")
+        if self.frontend not in ("raw", "mfcc", "none"):
+            raise ValueError(f"frontend must be raw, mfcc or none, got {self.frontend!r}")
+        if self.arch not in ("rnn", "cnn"):
+            raise ValueError(f"arch must be rnn or cnn, got {self.arch!r}")
+
+    @property
+    def fusion_width(self) -> int:
+        return self.fusion or (self.dilations[0] if self.arch == "rnn" else 1)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown ModelConfig keys: {unknown}")
+        return cls(**d)
+
+
+class DilatedCNN(nn.Module):
+    """Causal dilated convolutions (WaveNet-style, kernel 2, ReLU) -- the Table 1 baseline.
+
+    (B, T, C) -> (B, T, H_last). Receptive field 1 + (k-1) * sum(dilations).
+    """
+
+    def __init__(self, input_size: int, hidden: list[int], dilations: list[int], kernel_size: int = 2):
+        super().__init__()
+        sizes = [input_size, *hidden]
+        self.dilations = list(dilations)
+        self.kernel_size = kernel_size
+        self.convs = nn.ModuleList(
+            nn.Conv1d(sizes[i], sizes[i + 1], kernel_size, dilation=d) for i, d in enumerate(dilations)
+        )
+        self.output_size = sizes[-1]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+        x = x.transpose(1, 2)  # (B, T, C) -> (B, C, T)
+        for conv, d in zip(self.convs, self.dilations):
+            x = torch.relu(conv(F.pad(x, ((self.kernel_size - 1) * d, 0))))  # causal: pad left only
+        return x.transpose(1, 2), None  # (B, T, H)
+
+
+class SequenceClassifier(nn.Module):
+    """Front-end -> DilatedRNN (or DilatedCNN) -> 1-by-f fusion of the last f outputs -> linear.
+
+    ``forward(x)`` returns logits (B, K); ``features(x)`` the fused penultimate vector (B, D); ``embed(x)`` it
+    L2-normalised (the speaker embedding used for enrollment). x is (B, T) for raw/mfcc front-ends and
+    (B, T, C) for ``frontend="none"`` (a (B, T) input is taken as C = 1).
+    """
+
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.config = config
+        c = config
+        self.mfcc = MFCC(c.sample_rate, n_mfcc=c.n_mfcc) if c.frontend == "mfcc" else None
+        # Frame-wise LayerNorm keeps MFCC magnitudes (c0 ~ -300) in the GRU's working range.
+        self.mfcc_norm = nn.LayerNorm(c.n_mfcc) if c.frontend == "mfcc" else None
+        if c.arch == "rnn":
+            self.body = DilatedRNN(c.input_size, c.hidden, c.dilations, cell=c.cell, dropout=c.dropout)
+        else:
+            self.body = DilatedCNN(c.input_size, c.hidden, c.dilations, c.kernel_size)
+        f = c.fusion_width
+        # The paper's 1-by-M^l0 convolution: one filter sliding over the (H, f) map of the last f outputs.
+        self.fusion = nn.Conv2d(1, 1, kernel_size=(1, f)) if f > 1 else None
+        if self.fusion is not None:
+            nn.init.constant_(self.fusion.weight, 1.0 / f)  # start as the mean over subsequences
+            nn.init.zeros_(self.fusion.bias)
+        self.head = nn.Linear(self.body.output_size, c.n_classes)
+
+    @property
+    def embedding_size(self) -> int:
+        return self.body.output_size
+
+    def frontend(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw input -> (B, T', C) model input."""
+        c = self.config
+        if c.frontend == "mfcc":
+            return self.mfcc_norm(self.mfcc(x))  # (B, T) -> (B, F, 13)
+        if c.frontend == "raw":
+            if x.dim() != 2:
+                raise ValueError(f"expected waveform (B, T), got shape {tuple(x.shape)}")
+            if c.normalize:
+                x = x - x.mean(dim=1, keepdim=True)
+                x = x / (x.pow(2).mean(dim=1, keepdim=True).sqrt() + 1e-4)
+            return x[..., None]  # (B, T) -> (B, T, 1)
+        return x[..., None] if x.dim() == 2 else x
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T) or (B, T, C) -> fused penultimate vector (B, D)."""
+        out, _ = self.body(self.frontend(x))  # (B, T', H)
+        f = self.config.fusion_width
+        if self.fusion is None:
+            return out[:, -1]
+        last = out[:, -f:, :].transpose(1, 2)[:, None]  # (B, f, H) -> (B, 1, H, f): one output per subsequence
+        return self.fusion(last)[:, 0, :, 0]  # (B, 1, H, 1) -> (B, H)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T) -> logits (B, K)."""
+        return self.head(self.features(x))
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T) -> L2-normalised embedding (B, D)."""
+        return F.normalize(self.features(x), dim=-1)
+
+    def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T) -> (logits (B, K), embedding (B, D)) in one pass (used by runtime and export)."""
+        h = self.features(x)
+        return self.head(h), F.normalize(h, dim=-1)
+
+
+def build_model(config: ModelConfig | dict) -> SequenceClassifier:
+    if isinstance(config, dict):
+        config = ModelConfig.from_dict(config)
+    return SequenceClassifier(config)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _rnn(name, cell, hidden, dilations, frontend="raw", input_size=1, fusion=0, n_classes=109):
+    return ModelConfig(
+        arch="rnn",
+        cell=cell,
+        hidden=list(hidden),
+        dilations=list(dilations),
+        frontend=frontend,
+        input_size=input_size,
+        fusion=fusion,
+        n_classes=n_classes,
+        name=name,
+    )
+
+
+# Table 3 of the paper (VCTK speaker ID), plus the stacked / CNN baselines. n_classes is set by the data.
+PRESETS: dict[str, ModelConfig] = {
+    "dilated-gru-l0-3": _rnn("dilated-gru-l0-3", "gru", [50] * 8, exponential_dilations(8, 2, l0=3)),
+    "dilated-gru-l0-5": _rnn("dilated-gru-l0-5", "gru", [50] * 6, exponential_dilations(6, 2, l0=5)),
+    "fused-gru-8": _rnn("fused-gru-8", "gru", [256], [8]),
+    "fused-gru-32": _rnn("fused-gru-32", "gru", [256], [32]),
+    "mfcc-gru-5x20": _rnn("mfcc-gru-5x20", "gru", [20] * 5, [1] * 5, frontend="mfcc", input_size=13),
+    "mfcc-gru-1x128": _rnn("mfcc-gru-1x128", "gru", [128], [1], frontend="mfcc", input_size=13),
+    "stacked-gru": _rnn("stacked-gru", "gru", [50] * 8, [1] * 8),
+    "stacked-lstm": _rnn("stacked-lstm", "lstm", [50] * 8, [1] * 8),
+    "stacked-rnn": _rnn("stacked-rnn", "rnn", [50] * 8, [1] * 8),
+    "dilated-cnn": ModelConfig(
+        arch="cnn", hidden=[50] * 10, dilations=exponential_dilations(10), name="dilated-cnn"
+    ),
+}
+
+# The paper's parameter counts (Table 3, 109 classes), for the README's comparison table.
+PAPER_PARAMS = {
+    "mfcc-gru-5x20": 16_000,
+    "mfcc-gru-1x128": 68_000,
+    "fused-gru-8": 225_000,
+    "fused-gru-32": 225_000,
+    "dilated-gru-l0-5": 103_000,
+    "dilated-gru-l0-3": 133_000,
+}
+
+
+def preset(name: str, **overrides) -> ModelConfig:
+    """A copy of a named preset with fields overridden, e.g. ``preset("dilated-gru-l0-3", n_classes=6)``."""
+    if name not in PRESETS:
+        raise ValueError(f"unknown model preset {name!r}; available: {', '.join(sorted(PRESETS))}")
+    d = PRESETS[name].to_dict()
+    d.update(overrides)
+    return ModelConfig.from_dict(d)
