@@ -45,6 +45,7 @@ class TrainConfig:
     model: str = "dilated-gru-l0-3"  # a preset from speakerid.models.PRESETS
     hidden: list[int] = field(default_factory=list)  # overrides of the preset (empty = keep)
     dilations: list[int] = field(default_factory=list)
+    readout: str = ""  # override of the preset's readout: fusion | mean (empty = keep)
     crop: int = CROP_SAMPLES  # samples per training crop (8192 = 0.5 s at 16 kHz, the paper's)
     batch_size: int = 128  # global batch (split across DDP processes)
     lr: float = 1e-3  # RMSProp, as in the paper
@@ -70,6 +71,8 @@ class TrainConfig:
 
     def model_config(self, n_classes: int) -> ModelConfig:
         over = {"n_classes": n_classes}
+        if self.readout:
+            over["readout"] = self.readout
         if self.hidden:
             over["hidden"] = list(self.hidden)
         if self.dilations:
@@ -105,16 +108,18 @@ CONFIGS: dict[str, TrainConfig] = {
         _fsdd("fused-gru-8", "fused-gru-8", batch_size=32, epochs=6),
         _fsdd("mfcc-gru-1x128", "mfcc-gru-1x128", batch_size=32, epochs=20),
         _fsdd(
-            "default",
+            "default",  # the shipped model: a raw-waveform dilated GRU small enough to train on 2 CPU cores
             "dilated-gru-l0-3",
-            hidden=[48] * 5,
-            dilations=[16, 32, 64, 128, 256],
+            hidden=[40] * 6,
+            dilations=[8, 16, 32, 64, 128, 256],
+            readout="mean",
             crop=4096,
             batch_size=32,
-            epochs=25,
+            epochs=16,
             lr_schedule="cosine",
             optimizer="adam",
             lr=3e-3,
+            threads=1,
         ),
     ]
 }

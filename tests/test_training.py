@@ -168,3 +168,40 @@ def test_torchrun_two_processes_train_like_one(prepared, tmp_path):
     rb = [r["train_loss"] for r in b["metrics"]]
     np.testing.assert_allclose(ra, rb, rtol=1e-3)
     assert PreparedDataset(prepared).speakers == b["labels"]
+
+
+def test_cli_evaluate_enroll_and_registry(trained, prepared, tmp_path):
+    out, _ = trained
+    ck = str(out / "best.pt")
+    r = subprocess.run([sys.executable, "-m", "speakerid.cli", "evaluate", "--checkpoint", ck, "--data",
+                        str(prepared), "--out", str(tmp_path / "ev")], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["n_utterances"] == 6 and 0 <= rep["utt_top1"] <= 1
+    assert (tmp_path / "ev" / "report.json").is_file() and (tmp_path / "ev" / "confusion.png").is_file()
+
+    clip = tmp_path / "dana.wav"
+    sf.write(clip, voice(1, 9000, seed=3), 16000)
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    reg = tmp_path / "reg.json"
+    base = [sys.executable, "-m", "speakerid.cli"]
+    r = subprocess.run([*base, "enroll", "--model", ck, "--registry", str(reg), "--name", "Dana", str(clip),
+                        str(empty)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1 and "empty.wav: empty file (0 bytes)" in r.stderr  # bad clip reported, not fatal
+    assert json.loads(r.stdout)["clips"] == 1
+    r = subprocess.run([*base, "enroll", "--model", ck, "--registry", str(reg), "--name", "Dana", str(clip)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "already enrolled" in r.stderr
+    r = subprocess.run([*base, "registry", "list", "--model", ck, "--registry", str(reg)], capture_output=True,
+                       text=True, timeout=120)
+    assert json.loads(r.stdout)["speakers"] == [{"name": "Dana", "clips": 1}]
+    r = subprocess.run([*base, "registry", "remove", "Dana", "--model", ck, "--registry", str(reg)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and json.loads(r.stdout)["speakers"] == []
+    bad = tmp_path / "bad.pt"
+    bad.write_text("garbage")
+    r = subprocess.run([*base, "evaluate", "--checkpoint", str(bad), "--data", str(prepared)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 2 and "bad.pt: not a readable speakerid checkpoint" in r.stderr
+    assert "Traceback" not in r.stderr

@@ -48,6 +48,7 @@ class ModelConfig:
     normalize: bool = True  # raw: scale each clip to zero mean, unit RMS (volume invariance)
     sample_rate: int = SAMPLE_RATE  # of the waveform the front-end expects
     n_mfcc: int = 13
+    readout: str = "fusion"  # "fusion": the paper's last step (1-by-f fusion of the last f); "mean": time average
     kernel_size: int = 2  # arch="cnn"
     dropout: float = 0.0
     name: str = ""
@@ -59,6 +60,8 @@ class ModelConfig:
             raise ValueError(f"frontend must be raw, mfcc or none, got {self.frontend!r}")
         if self.arch not in ("rnn", "cnn"):
             raise ValueError(f"arch must be rnn or cnn, got {self.arch!r}")
+        if self.readout not in ("fusion", "mean"):
+            raise ValueError(f"readout must be fusion or mean, got {self.readout!r}")
 
     @property
     def fusion_width(self) -> int:
@@ -118,7 +121,7 @@ class SequenceClassifier(nn.Module):
             self.body = DilatedRNN(c.input_size, c.hidden, c.dilations, cell=c.cell, dropout=c.dropout)
         else:
             self.body = DilatedCNN(c.input_size, c.hidden, c.dilations, c.kernel_size)
-        f = c.fusion_width
+        f = c.fusion_width if c.readout == "fusion" else 1
         # The paper's 1-by-M^l0 convolution: one filter sliding over the (H, f) map of the last f outputs.
         self.fusion = nn.Conv2d(1, 1, kernel_size=(1, f)) if f > 1 else None
         if self.fusion is not None:
@@ -147,6 +150,8 @@ class SequenceClassifier(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T) or (B, T, C) -> fused penultimate vector (B, D)."""
         out, _ = self.body(self.frontend(x))  # (B, T', H)
+        if self.config.readout == "mean":
+            return out.mean(1)  # (B, T', H) -> (B, H)
         f = self.config.fusion_width
         if self.fusion is None:
             return out[:, -1]
