@@ -120,6 +120,13 @@ def _cmd_evaluate(args) -> int:
     device = "cpu" if device == "auto" else device
     model.to(device)
     data = PreparedDataset(args.data)
+    crop = ckpt.get("frontend", {}).get("crop", 8192)
+    if args.eer:  # open-set: the split's speakers need not be the model's classes
+        from .evaluation import enrollment_eer
+
+        rep = enrollment_eer(model, data, args.split, args.n_enroll, crop, device)
+        print(json.dumps(rep, indent=2))
+        return 0
     if data.speakers != ckpt["labels"]:
         print(
             f"error: {args.data} has speakers {data.speakers[:5]}... but the checkpoint was trained on "
@@ -127,7 +134,6 @@ def _cmd_evaluate(args) -> int:
             file=sys.stderr,
         )
         return 2
-    crop = ckpt.get("frontend", {}).get("crop", 8192)
     rep = evaluate(model, data, args.split, crop, args.batch_size, device, args.max_crops, progress=True)
     out = Path(args.out or Path(args.checkpoint).with_suffix("").as_posix() + f"-{args.split}")
     out.mkdir(parents=True, exist_ok=True)
@@ -189,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--max-crops", type=int, default=None, help="crops per utterance (default: all)")
     e.add_argument("--device", default="auto")
     e.add_argument("--out", help="report folder (default: beside the checkpoint)")
+    e.add_argument("--eer", action="store_true",
+                   help="speaker verification EER: enroll each speaker of the split from --n-enroll utterances")
+    e.add_argument("--n-enroll", type=int, default=5)
     e.set_defaults(func=_cmd_evaluate)
 
     n = sub.add_parser("enroll", help="add a speaker to the registry from a few clips")

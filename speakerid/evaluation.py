@@ -17,7 +17,7 @@ from tqdm import tqdm
 from .audio import CROP_SAMPLES
 from .data import FixedCropDataset, PreparedDataset
 
-__all__ = ["predict_crops", "evaluate", "equal_error_rate", "plot_confusion", "write_report"]
+__all__ = ["predict_crops", "evaluate", "enrollment_eer", "equal_error_rate", "plot_confusion", "write_report"]
 
 
 @torch.no_grad()
@@ -89,6 +89,40 @@ def evaluate(
         "labels": names,
         "confusion": conf.tolist(),
     }
+
+
+@torch.no_grad()
+def enrollment_eer(
+    model, data: PreparedDataset, split: str = "test", n_enroll: int = 5, crop: int = CROP_SAMPLES,
+    device="cpu", max_crops: int = 4, seed: int = 0,
+) -> dict:
+    """Open-set verification on the speakers of one split (speaker-disjoint from training when the data was
+    prepared with ``--split-by speaker``): each speaker is enrolled with the centroid of ``n_enroll`` random
+    utterances; every other utterance is scored (cosine) against every centroid. Returns EER and threshold.
+    """
+    indices = data.split(split)
+    if not indices:
+        raise ValueError(f"{data.root}: split {split!r} is empty")
+    ds = FixedCropDataset(data, indices, crop, max_crops=max_crops)
+    _, emb, _, pos = predict_crops(model, ds, device=device)
+    utt = F.normalize(torch.zeros(len(indices), emb.shape[1]).index_add_(0, pos, emb), dim=1)
+    spk = np.array([data.utterances[i].speaker for i in indices])
+    names = sorted(set(spk))
+    if len(names) < 2:
+        raise ValueError(f"{data.root}: split {split!r} needs at least 2 speakers for impostor trials")
+    rng = np.random.default_rng(seed)
+    enrolled, test_mask = [], np.ones(len(indices), dtype=bool)
+    for name in names:
+        own = np.flatnonzero(spk == name)
+        pick = rng.choice(own, min(n_enroll, len(own) - 1), replace=False) if len(own) > 1 else own
+        test_mask[pick] = False
+        enrolled.append(F.normalize(utt[pick].mean(0), dim=0))
+    cent = torch.stack(enrolled)  # (S, D)
+    scores = (utt[test_mask] @ cent.T).numpy()  # (U', S)
+    same = spk[test_mask][:, None] == np.array(names)[None, :]
+    eer, thr = equal_error_rate(scores[same], scores[~same])
+    return {"split": split, "speakers": len(names), "n_enroll": n_enroll, "eer": eer, "threshold": thr,
+            "n_genuine": int(same.sum()), "n_impostor": int((~same).sum())}
 
 
 def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> tuple[float, float]:

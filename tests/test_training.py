@@ -205,3 +205,21 @@ def test_cli_evaluate_enroll_and_registry(trained, prepared, tmp_path):
                        text=True, timeout=120)
     assert r.returncode == 2 and "bad.pt: not a readable speakerid checkpoint" in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def test_enrollment_eer_on_held_out_speakers(trained, tmp_path):
+    """EER machinery on speakers the model never saw (speaker-disjoint), against a brute-force check."""
+    from speakerid.evaluation import enrollment_eer, equal_error_rate
+
+    out, _ = trained
+    unseen = make_prepared(tmp_path / "unseen", n_speakers=5, per_speaker=8, seed=9,
+                           splits=(("test", 8),))
+    data = PreparedDataset(unseen)
+    model = model_from_checkpoint(out / "best.pt")
+    rep = enrollment_eer(model, data, "test", n_enroll=3, crop=2048)
+    assert rep["speakers"] == 5 and rep["n_genuine"] == 5 * 5 and rep["n_impostor"] == 5 * 5 * 4
+    assert 0.0 <= rep["eer"] <= 0.5
+    eer, thr = equal_error_rate(np.array([0.9, 0.6]), np.array([0.7, 0.1]))  # FAR = FRR = 1/2 at 0.65
+    assert eer == 0.5 and abs(thr - 0.65) < 1e-9
+    eer, thr = equal_error_rate(np.array([0.9, 0.8]), np.array([0.1, 0.2]))
+    assert eer == 0.0 and 0.2 < thr < 0.8  # separable: threshold in the middle of the gap
