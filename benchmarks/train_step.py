@@ -165,8 +165,11 @@ def main(argv=None) -> None:
     p.add_argument("--steps", type=int, default=0, help="timed steps (default 10 CUDA, 3 CPU)")
     p.add_argument("--warmup", type=int, default=1)
     a = p.parse_args(argv)
-    device = torch.device("cuda" if a.device == "auto" and torch.cuda.is_available() else
-                          ("cpu" if a.device == "auto" else a.device))
+    device = torch.device(
+        "cuda"
+        if a.device == "auto" and torch.cuda.is_available()
+        else ("cpu" if a.device == "auto" else a.device)
+    )
     batch = a.batch or (128 if device.type == "cuda" else 16)
     steps = a.steps or (10 if device.type == "cuda" else 3)
     impls = [a.impl] if a.impl else a.impls.split(",")
@@ -178,7 +181,13 @@ def main(argv=None) -> None:
                     s = 1 if impl == "reference" else steps
                     row = measure(impl, cfg, batch, device, amp, s, 0 if impl == "reference" else a.warmup)
                 except Exception as e:  # report and go on: one impl failing must not hide the others
-                    row = {"bench": "train_step", "config": cfg, "impl": impl, "amp": amp, "error": str(e)[:300]}
+                    row = {
+                        "bench": "train_step",
+                        "config": cfg,
+                        "impl": impl,
+                        "amp": amp,
+                        "error": str(e)[:300],
+                    }
                 print(json.dumps(row), flush=True)
 
 

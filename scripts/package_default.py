@@ -34,8 +34,20 @@ def main() -> None:
     p.add_argument("--per-speaker", type=int, default=50, help="train utterances per speaker in the registry")
     a = p.parse_args()
     ck = load_checkpoint(a.checkpoint)
-    keep = ("format", "model_config", "model", "labels", "frontend", "train_config", "calibration", "metrics",
-            "n_parameters", "versions", "epoch", "step")
+    keep = (
+        "format",
+        "model_config",
+        "model",
+        "labels",
+        "frontend",
+        "train_config",
+        "calibration",
+        "metrics",
+        "n_parameters",
+        "versions",
+        "epoch",
+        "step",
+    )
     slim = {k: ck[k] for k in keep if k in ck}
     OUT.mkdir(parents=True, exist_ok=True)
     save_atomic(slim, OUT / "model.pt")
@@ -61,8 +73,16 @@ def main() -> None:
         for n, digit in enumerate((3, 7)):  # test split: recording indices 0-4
             f = src / f"{digit}_{name}_{n + 1}.wav"
             shutil.copy(f, samples / f"{name}_{n + 1}.wav")
-    print(json.dumps({"model": str(OUT / "model.pt"), "bytes": (OUT / "model.pt").stat().st_size,
-                      "registry_speakers": reg.names, "samples": sorted(p.name for p in samples.iterdir())}))
+    print(
+        json.dumps(
+            {
+                "model": str(OUT / "model.pt"),
+                "bytes": (OUT / "model.pt").stat().st_size,
+                "registry_speakers": reg.names,
+                "samples": sorted(p.name for p in samples.iterdir()),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

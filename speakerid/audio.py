@@ -145,7 +145,9 @@ def validate(
     """Check a (T,) waveform at SAMPLE_RATE: long enough, finite and not silent. Returns it unchanged."""
     if wave.shape[0] < min_samples:
         ms = 1000.0 * wave.shape[0] / SAMPLE_RATE
-        raise AudioError(name, f"too short: {ms:.1f} ms (need at least {1000.0 * min_samples / SAMPLE_RATE:g} ms)")
+        raise AudioError(
+            name, f"too short: {ms:.1f} ms (need at least {1000.0 * min_samples / SAMPLE_RATE:g} ms)"
+        )
     if silence_dbfs is not None:
         level = peak_dbfs(wave)
         if level < silence_dbfs:

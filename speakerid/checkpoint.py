@@ -20,7 +20,14 @@ from .models import ModelConfig, SequenceClassifier, build_model
 
 FORMAT = "speakerid-checkpoint-v1"
 
-__all__ = ["FORMAT", "CheckpointError", "save_atomic", "load_checkpoint", "model_from_checkpoint", "fingerprint"]
+__all__ = [
+    "FORMAT",
+    "CheckpointError",
+    "save_atomic",
+    "load_checkpoint",
+    "model_from_checkpoint",
+    "fingerprint",
+]
 
 
 class CheckpointError(ValueError):

@@ -145,8 +145,8 @@ def _cmd_evaluate(args) -> int:
 
 
 def _cmd_enroll(args) -> int:
-    from .runtime import load_engine
     from .registry import RegistryError, SpeakerRegistry
+    from .runtime import load_engine
 
     engine = load_engine(args.model)
     path = Path(args.registry) if args.registry else engine.default_registry_path()
@@ -177,7 +177,9 @@ def _cmd_registry(args) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         reg.save(path)
-    print(json.dumps({"registry": str(path), "threshold": reg.threshold, "speakers": reg.summary()}, indent=2))
+    print(
+        json.dumps({"registry": str(path), "threshold": reg.threshold, "speakers": reg.summary()}, indent=2)
+    )
     return 0
 
 
@@ -195,8 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--max-crops", type=int, default=None, help="crops per utterance (default: all)")
     e.add_argument("--device", default="auto")
     e.add_argument("--out", help="report folder (default: beside the checkpoint)")
-    e.add_argument("--eer", action="store_true",
-                   help="speaker verification EER: enroll each speaker of the split from --n-enroll utterances")
+    e.add_argument(
+        "--eer",
+        action="store_true",
+        help="speaker verification EER: enroll each speaker of the split from --n-enroll utterances",
+    )
     e.add_argument("--n-enroll", type=int, default=5)
     e.set_defaults(func=_cmd_evaluate)
 

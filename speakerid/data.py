@@ -155,7 +155,11 @@ class FixedCropDataset(torch.utils.data.Dataset):
     """
 
     def __init__(
-        self, data: PreparedDataset, indices: list[int], crop: int = CROP_SAMPLES, max_crops: int | None = None
+        self,
+        data: PreparedDataset,
+        indices: list[int],
+        crop: int = CROP_SAMPLES,
+        max_crops: int | None = None,
     ):
         self.data, self.indices, self.crop = data, list(indices), crop
         self.items: list[tuple[int, int]] = []  # (position in indices, crop start)

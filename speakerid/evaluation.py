@@ -17,7 +17,14 @@ from tqdm import tqdm
 from .audio import CROP_SAMPLES
 from .data import FixedCropDataset, PreparedDataset
 
-__all__ = ["predict_crops", "evaluate", "enrollment_eer", "equal_error_rate", "plot_confusion", "write_report"]
+__all__ = [
+    "predict_crops",
+    "evaluate",
+    "enrollment_eer",
+    "equal_error_rate",
+    "plot_confusion",
+    "write_report",
+]
 
 
 @torch.no_grad()
@@ -37,7 +44,9 @@ def predict_crops(model, dataset: FixedCropDataset, batch_size=64, device="cpu",
 
 def _topk_acc(logp: torch.Tensor, y: torch.Tensor, k: int) -> float:
     k = min(k, logp.shape[1])
-    return (logp.topk(k, dim=1).indices == y[:, None]).any(1).float().mean().item() if len(y) else float("nan")
+    return (
+        (logp.topk(k, dim=1).indices == y[:, None]).any(1).float().mean().item() if len(y) else float("nan")
+    )
 
 
 def evaluate(
@@ -73,7 +82,10 @@ def evaluate(
     for k, name in enumerate(names):
         m = utt_y == k
         if m.any():
-            per_speaker[name] = {"utterances": int(m.sum()), "accuracy": (utt_pred[m] == k).float().mean().item()}
+            per_speaker[name] = {
+                "utterances": int(m.sum()),
+                "accuracy": (utt_pred[m] == k).float().mean().item(),
+            }
     return {
         "split": split,
         "n_utterances": U,
@@ -93,8 +105,14 @@ def evaluate(
 
 @torch.no_grad()
 def enrollment_eer(
-    model, data: PreparedDataset, split: str = "test", n_enroll: int = 5, crop: int = CROP_SAMPLES,
-    device="cpu", max_crops: int = 4, seed: int = 0,
+    model,
+    data: PreparedDataset,
+    split: str = "test",
+    n_enroll: int = 5,
+    crop: int = CROP_SAMPLES,
+    device="cpu",
+    max_crops: int = 4,
+    seed: int = 0,
 ) -> dict:
     """Open-set verification on the speakers of one split (speaker-disjoint from training when the data was
     prepared with ``--split-by speaker``): each speaker is enrolled with the centroid of ``n_enroll`` random
@@ -121,8 +139,15 @@ def enrollment_eer(
     scores = (utt[test_mask] @ cent.T).numpy()  # (U', S)
     same = spk[test_mask][:, None] == np.array(names)[None, :]
     eer, thr = equal_error_rate(scores[same], scores[~same])
-    return {"split": split, "speakers": len(names), "n_enroll": n_enroll, "eer": eer, "threshold": thr,
-            "n_genuine": int(same.sum()), "n_impostor": int((~same).sum())}
+    return {
+        "split": split,
+        "speakers": len(names),
+        "n_enroll": n_enroll,
+        "eer": eer,
+        "threshold": thr,
+        "n_genuine": int(same.sum()),
+        "n_impostor": int((~same).sum()),
+    }
 
 
 def equal_error_rate(genuine: np.ndarray, impostor: np.ndarray) -> tuple[float, float]:

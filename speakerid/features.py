@@ -31,7 +31,9 @@ def _hz_to_mel(f: float) -> float:
     return 2595.0 * math.log10(1.0 + f / 700.0)
 
 
-def mel_filterbank(n_freqs: int, n_mels: int, sample_rate: int, f_min: float = 0.0, f_max: float | None = None):
+def mel_filterbank(
+    n_freqs: int, n_mels: int, sample_rate: int, f_min: float = 0.0, f_max: float | None = None
+):
     """Triangular HTK-scale filters, (K, M) float64, as ``torchaudio.functional.melscale_fbanks`` (norm=None)."""
     f_max = sample_rate / 2 if f_max is None else f_max
     all_freqs = torch.linspace(0, sample_rate // 2, n_freqs, dtype=torch.float64)

@@ -94,8 +94,11 @@ class TorchEngine(Engine):
 
         ckpt = load_checkpoint(path)
         self.source = Path(path)
-        self.device = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                                   ("cpu" if device == "auto" else device))
+        self.device = torch.device(
+            "cuda"
+            if device == "auto" and torch.cuda.is_available()
+            else ("cpu" if device == "auto" else device)
+        )
         self.model = model_from_checkpoint(ckpt).to(self.device)
         self.model_config = ckpt["model_config"]
         self.labels = list(ckpt["labels"])
@@ -172,7 +175,11 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
 def clip_embedding(engine: Engine, clip, options: InferenceOptions | None = None) -> np.ndarray:
     """Unit embedding (D,) of a clip (path, bytes or (T,) float32 array at engine.sample_rate)."""
     o = options or InferenceOptions()
-    wave = clip if isinstance(clip, np.ndarray) else load_audio(clip, engine.sample_rate, max_seconds=o.max_seconds)
+    wave = (
+        clip
+        if isinstance(clip, np.ndarray)
+        else load_audio(clip, engine.sample_rate, max_seconds=o.max_seconds)
+    )
     crops, _ = fixed_crops(wave, engine.crop, o.hop, o.max_crops)
     _, emb = _run_batched(engine, crops, o.batch_size)
     e = emb.mean(0)
@@ -186,8 +193,12 @@ class Identifier:
     registry bundled with the shipped model, else none).
     """
 
-    def __init__(self, engine: Engine, registry: SpeakerRegistry | str | os.PathLike | None = "auto",
-                 options: InferenceOptions | None = None):
+    def __init__(
+        self,
+        engine: Engine,
+        registry: SpeakerRegistry | str | os.PathLike | None = "auto",
+        options: InferenceOptions | None = None,
+    ):
         self.engine = engine
         self.options = options or InferenceOptions()
         if registry == "auto":
@@ -249,17 +260,21 @@ class Identifier:
             order = np.argsort(-probs, kind="stable")
             ranked = [(self.engine.labels[i], float(probs[i])) for i in order]
             speaker, score = ranked[0]
-            crop_ranked = [
-                (self.engine.labels[int(np.argmax(lp))], float(np.exp(lp.max()))) for lp in logp
-            ]
+            crop_ranked = [(self.engine.labels[int(np.argmax(lp))], float(np.exp(lp.max()))) for lp in logp]
         segments = []
         if o.segments:
             for s, (name, sc) in zip(starts, crop_ranked):
                 if mode == "registry" and sc < self.threshold:
                     name = UNKNOWN
                 end = min(int(s) + crop, n_samples)
-                segments.append({"start": round(int(s) / sr, 3), "end": round(end / sr, 3), "speaker": name,
-                                 "score": round(sc, 6)})
+                segments.append(
+                    {
+                        "start": round(int(s) / sr, 3),
+                        "end": round(end / sr, 3),
+                        "speaker": name,
+                        "score": round(sc, 6),
+                    }
+                )
         return Prediction(
             speaker=speaker,
             score=float(score),

@@ -363,8 +363,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         loss_sum, correct, seen = epoch_stats
         epoch_stats = [0.0, 0, 0]
         bar = tqdm(
-            total=len(batches), initial=step_in_epoch, desc=f"epoch {epoch + 1}/{cfg.epochs}",
-            disable=not (progress and is_main), leave=False,
+            total=len(batches),
+            initial=step_in_epoch,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            disable=not (progress and is_main),
+            leave=False,
         )
         for b in range(step_in_epoch, len(batches)):
             mine = batches[b][rank * local_bs : (rank + 1) * local_bs]
@@ -435,7 +438,13 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
             msg = " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
             tqdm.write(msg)
 
-    summary = {"run": str(run), "epochs": epoch, "steps": step, "metrics": rows, "n_parameters": count_parameters(model)}
+    summary = {
+        "run": str(run),
+        "epochs": epoch,
+        "steps": step,
+        "metrics": rows,
+        "n_parameters": count_parameters(model),
+    }
     if is_main:
         # Final artifacts: calibrate "unknown", evaluate the best checkpoint on test, confusion plot, report.
         if best_path.is_file():

@@ -29,8 +29,14 @@ def voice(speaker: int, n: int, seed: int, sr: int = 16000) -> np.ndarray:
     return (0.25 * x / np.abs(x).max()).astype(np.float32)
 
 
-def make_prepared(root: Path, n_speakers: int = 3, per_speaker: int = 12, seconds: float = 0.6, seed: int = 0,
-                  splits=(("train", 8), ("valid", 2), ("test", 2))) -> Path:
+def make_prepared(
+    root: Path,
+    n_speakers: int = 3,
+    per_speaker: int = 12,
+    seconds: float = 0.6,
+    seed: int = 0,
+    splits=(("train", 8), ("valid", 2), ("test", 2)),
+) -> Path:
     root = Path(root)
     (root / "shards").mkdir(parents=True, exist_ok=True)
     names = [f"spk{i}" for i in range(n_speakers)]
@@ -42,9 +48,20 @@ def make_prepared(root: Path, n_speakers: int = 3, per_speaker: int = 12, second
                 n = int(seconds * 16000 * (0.7 + 0.6 * ((k * 7919 + s) % 10) / 10))
                 x = voice(s, n, seed * 1000 + s * 100 + k)
                 chunks.append((x * 32767).astype(np.int16))
-                rows.append({"utt_id": f"{name}_{k:03d}", "speaker": name, "sentence_id": f"{k:03d}",
-                             "source": f"synthetic/{name}/{k}.wav", "shard": "00000.npy", "offset": offset,
-                             "length": n, "duration": n / 16000, "split": split, "padded": int(n < 8192)})
+                rows.append(
+                    {
+                        "utt_id": f"{name}_{k:03d}",
+                        "speaker": name,
+                        "sentence_id": f"{k:03d}",
+                        "source": f"synthetic/{name}/{k}.wav",
+                        "shard": "00000.npy",
+                        "offset": offset,
+                        "length": n,
+                        "duration": n / 16000,
+                        "split": split,
+                        "padded": int(n < 8192),
+                    }
+                )
                 offset += n
                 k += 1
     np.save(root / "shards" / "00000.npy", np.concatenate(chunks))

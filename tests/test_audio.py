@@ -24,8 +24,14 @@ def tone(sr, seconds=0.5, f=220.0, channels=1):
 
 @pytest.mark.parametrize(
     "sr,subtype,fmt,ext",
-    [(8000, "PCM_16", "WAV", "wav"), (48000, "PCM_24", "FLAC", "flac"), (96000, "FLOAT", "WAV", "wav"),
-     (22050, "PCM_U8", "WAV", "wav"), (44100, "VORBIS", "OGG", "ogg"), (16000, "PCM_32", "WAV", "wav")],
+    [
+        (8000, "PCM_16", "WAV", "wav"),
+        (48000, "PCM_24", "FLAC", "flac"),
+        (96000, "FLOAT", "WAV", "wav"),
+        (22050, "PCM_U8", "WAV", "wav"),
+        (44100, "VORBIS", "OGG", "ogg"),
+        (16000, "PCM_32", "WAV", "wav"),
+    ],
 )
 def test_formats_rates_and_depths_resample_to_16k(tmp_path, sr, subtype, fmt, ext):
     p = tmp_path / f"clip.{ext}"
@@ -58,8 +64,10 @@ def test_bytes_and_path_give_the_same_samples(tmp_path):
         (lambda p: p.write_bytes(b""), "empty file (0 bytes)"),
         (lambda p: p.write_bytes(np.random.default_rng(0).bytes(4000)), "cannot decode audio"),
         (lambda p: p.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt "), "cannot decode audio"),
-        (lambda p: sf.write(p, np.full(1600, np.nan, dtype=np.float32), 16000, subtype="FLOAT"),
-         "contains 1600 NaN/Inf sample values"),
+        (
+            lambda p: sf.write(p, np.full(1600, np.nan, dtype=np.float32), 16000, subtype="FLOAT"),
+            "contains 1600 NaN/Inf sample values",
+        ),
         (lambda p: sf.write(p, np.zeros(16000), 16000), "silent: peak level -inf dBFS"),
         (lambda p: sf.write(p, tone(16000, 0.005), 16000), "too short: 5.0 ms"),
         (lambda p: sf.write(p, np.zeros((0, 1)), 16000), "contains no audio samples"),

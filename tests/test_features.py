@@ -23,8 +23,9 @@ def test_filterbank_and_dct_match_librosa():
     import scipy.fft
 
     eye = np.eye(40)
-    np.testing.assert_allclose(dct_matrix(13, 40).numpy(), scipy.fft.dct(eye, type=2, norm="ortho")[:, :13] * 1.0,
-                               atol=1e-12)
+    np.testing.assert_allclose(
+        dct_matrix(13, 40).numpy(), scipy.fft.dct(eye, type=2, norm="ortho")[:, :13] * 1.0, atol=1e-12
+    )
 
 
 @pytest.mark.parametrize("n", [8192, 5000, 16000])
@@ -34,8 +35,19 @@ def test_mfcc_matches_librosa(n):
     import scipy.fft
 
     mel = librosa.feature.melspectrogram(
-        y=x.astype(np.float64), sr=16000, n_fft=512, hop_length=80, win_length=400, n_mels=40, htk=True,
-        norm=None, center=True, pad_mode="reflect", power=2.0, fmin=0.0, fmax=8000.0,
+        y=x.astype(np.float64),
+        sr=16000,
+        n_fft=512,
+        hop_length=80,
+        win_length=400,
+        n_mels=40,
+        htk=True,
+        norm=None,
+        center=True,
+        pad_mode="reflect",
+        power=2.0,
+        fmin=0.0,
+        fmax=8000.0,
     )
     db = librosa.power_to_db(mel, ref=1.0, amin=1e-10, top_db=80.0)  # the 80 dB floor, per clip
     ref = scipy.fft.dct(db, axis=0, type=2, norm="ortho")[:13].T  # (F, 13)

@@ -105,7 +105,9 @@ def test_generalized_equals_separate_subsequences(l0):
 
 def test_fusion_reads_one_output_per_subsequence():
     torch.manual_seed(4)
-    model = build_model(preset("dilated-gru-l0-3", n_classes=5, hidden=[6] * 3, dilations=[8, 16, 32])).double()
+    model = build_model(
+        preset("dilated-gru-l0-3", n_classes=5, hidden=[6] * 3, dilations=[8, 16, 32])
+    ).double()
     x = torch.randn(2, 256, dtype=torch.float64)
     out, _ = model.body(model.frontend(x))
     w = model.fusion.weight.view(-1)  # (f,)

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-
 from _synth import make_prepared, voice
+
 from speakerid.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
 from speakerid.cli import parse_overrides
 from speakerid.data import PreparedDataset
@@ -23,8 +23,18 @@ REPO = Path(__file__).resolve().parents[1]
 
 # A small MFCC GRU learns the synthetic voices in ~1 s of CPU; the raw dilated GRU is trained on real speech
 # (FSDD) for the shipped model. The training machinery is the same for both.
-TINY = dict(model="mfcc-gru-5x20", hidden=[16, 16], dilations=[1, 2], crop=2048, batch_size=8,
-            lr=1e-2, optimizer="adam", ckpt_every=2, threads=1, val_max_crops=2)
+TINY = dict(
+    model="mfcc-gru-5x20",
+    hidden=[16, 16],
+    dilations=[1, 2],
+    crop=2048,
+    batch_size=8,
+    lr=1e-2,
+    optimizer="adam",
+    ckpt_every=2,
+    threads=1,
+    val_max_crops=2,
+)
 
 
 @pytest.fixture(scope="module")
@@ -49,8 +59,15 @@ def test_training_lowers_the_loss_and_writes_artifacts(trained):
     out, summary = trained
     rows = summary["metrics"]
     assert rows[-1]["train_loss"] < 0.8 * rows[0]["train_loss"]
-    for name in ("last.pt", "best.pt", "metrics.csv", "curves.png", "confusion.png", "test_report.json",
-                 "summary.json"):
+    for name in (
+        "last.pt",
+        "best.pt",
+        "metrics.csv",
+        "curves.png",
+        "confusion.png",
+        "test_report.json",
+        "summary.json",
+    ):
         assert (out / name).is_file(), name
     rep = json.loads((out / "test_report.json").read_text())
     for key in ("crop_top1", "crop_top5", "utt_top1", "utt_top5", "per_speaker", "confusion", "n_crops"):
@@ -106,8 +123,13 @@ def test_registry_names_are_data_not_paths(trained, tmp_path):
     emb = np.eye(16)[:1]
     assert reg.add("../x", emb) == "../x"  # stored as a JSON key, no file is created from it
     assert reg.add("  Zoë  ", emb) == "Zoë"
-    for bad, msg in [("", "empty"), ("   ", "empty"), ("a\nb", "control characters"), ("x" * 65, "longer than 64"),
-                     ("unknown", "reserved")]:
+    for bad, msg in [
+        ("", "empty"),
+        ("   ", "empty"),
+        ("a\nb", "control characters"),
+        ("x" * 65, "longer than 64"),
+        ("unknown", "reserved"),
+    ]:
         with pytest.raises(RegistryError, match=msg):
             reg.add(bad, emb)
     with pytest.raises(RegistryError, match="already enrolled"):
@@ -134,30 +156,85 @@ def test_bad_checkpoint_files_give_clear_errors(tmp_path):
 
 
 def test_config_overrides_reject_unknown_keys_and_bad_types():
-    cfg = parse_overrides(TrainConfig, get_config("vctk-dilated-gru-l0-3"), ["--lr", "0.01", "--hidden=20,20"])
+    cfg = parse_overrides(
+        TrainConfig, get_config("vctk-dilated-gru-l0-3"), ["--lr", "0.01", "--hidden=20,20"]
+    )
     assert cfg.lr == 0.01 and cfg.hidden == [20, 20] and cfg.batch_size == 128 and cfg.rms_alpha == 0.9
     with pytest.raises(ValueError, match="unknown option --lrr"):
         parse_overrides(TrainConfig, cfg, ["--lrr", "1"])
     with pytest.raises(ValueError, match="--epochs expects int, got 'ten'"):
         parse_overrides(TrainConfig, cfg, ["--epochs", "ten"])
-    r = subprocess.run([sys.executable, "train.py", "--config", "vctk-mfcc-gru-5x20", "--show-config"],
-                       cwd=REPO, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "train.py", "--config", "vctk-mfcc-gru-5x20", "--show-config"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0 and json.loads(r.stdout)["model"] == "mfcc-gru-5x20"
 
 
 def test_torchrun_two_processes_train_like_one(prepared, tmp_path):
     """2-process DDP on CPU (gloo) sees the same global batches as the single-process run."""
-    args = ["--config", "fsdd-default", "--data", str(prepared), "--model", "dilated-gru-l0-3",
-            "--hidden", "12,12,12", "--dilations", "8,16,32", "--crop", "2048", "--batch_size", "8",
-            "--lr", "1e-2", "--optimizer", "adam", "--epochs", "2", "--threads", "1", "--lr_schedule", "constant",
-            "--val_max_crops", "2", "--no-progress"]
+    args = [
+        "--config",
+        "fsdd-default",
+        "--data",
+        str(prepared),
+        "--model",
+        "dilated-gru-l0-3",
+        "--hidden",
+        "12,12,12",
+        "--dilations",
+        "8,16,32",
+        "--crop",
+        "2048",
+        "--batch_size",
+        "8",
+        "--lr",
+        "1e-2",
+        "--optimizer",
+        "adam",
+        "--epochs",
+        "2",
+        "--threads",
+        "1",
+        "--lr_schedule",
+        "constant",
+        "--val_max_crops",
+        "2",
+        "--no-progress",
+    ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    single = subprocess.run([sys.executable, "train.py", *args, "--out", str(tmp_path / "one")], cwd=REPO,
-                            capture_output=True, text=True, timeout=300, env=env)
+    single = subprocess.run(
+        [sys.executable, "train.py", *args, "--out", str(tmp_path / "one")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert single.returncode == 0, single.stderr[-2000:]
-    ddp = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-                          "--master_port", "29517", "train.py", *args, "--out", str(tmp_path / "two")],
-                         cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    ddp = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            "2",
+            "--master_port",
+            "29517",
+            "train.py",
+            *args,
+            "--out",
+            str(tmp_path / "two"),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     a = load_checkpoint(tmp_path / "one" / "last.pt")
     b = load_checkpoint(tmp_path / "two" / "last.pt")
@@ -173,8 +250,23 @@ def test_torchrun_two_processes_train_like_one(prepared, tmp_path):
 def test_cli_evaluate_enroll_and_registry(trained, prepared, tmp_path):
     out, _ = trained
     ck = str(out / "best.pt")
-    r = subprocess.run([sys.executable, "-m", "speakerid.cli", "evaluate", "--checkpoint", ck, "--data",
-                        str(prepared), "--out", str(tmp_path / "ev")], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "speakerid.cli",
+            "evaluate",
+            "--checkpoint",
+            ck,
+            "--data",
+            str(prepared),
+            "--out",
+            str(tmp_path / "ev"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep["n_utterances"] == 6 and 0 <= rep["utt_top1"] <= 1
@@ -186,23 +278,43 @@ def test_cli_evaluate_enroll_and_registry(trained, prepared, tmp_path):
     empty.write_bytes(b"")
     reg = tmp_path / "reg.json"
     base = [sys.executable, "-m", "speakerid.cli"]
-    r = subprocess.run([*base, "enroll", "--model", ck, "--registry", str(reg), "--name", "Dana", str(clip),
-                        str(empty)], capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [*base, "enroll", "--model", ck, "--registry", str(reg), "--name", "Dana", str(clip), str(empty)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 1 and "empty.wav: empty file (0 bytes)" in r.stderr  # bad clip reported, not fatal
     assert json.loads(r.stdout)["clips"] == 1
-    r = subprocess.run([*base, "enroll", "--model", ck, "--registry", str(reg), "--name", "Dana", str(clip)],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [*base, "enroll", "--model", ck, "--registry", str(reg), "--name", "Dana", str(clip)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "already enrolled" in r.stderr
-    r = subprocess.run([*base, "registry", "list", "--model", ck, "--registry", str(reg)], capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [*base, "registry", "list", "--model", ck, "--registry", str(reg)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert json.loads(r.stdout)["speakers"] == [{"name": "Dana", "clips": 1}]
-    r = subprocess.run([*base, "registry", "remove", "Dana", "--model", ck, "--registry", str(reg)],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [*base, "registry", "remove", "Dana", "--model", ck, "--registry", str(reg)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0 and json.loads(r.stdout)["speakers"] == []
     bad = tmp_path / "bad.pt"
     bad.write_text("garbage")
-    r = subprocess.run([*base, "evaluate", "--checkpoint", str(bad), "--data", str(prepared)], capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [*base, "evaluate", "--checkpoint", str(bad), "--data", str(prepared)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "bad.pt: not a readable speakerid checkpoint" in r.stderr
     assert "Traceback" not in r.stderr
 
@@ -212,8 +324,7 @@ def test_enrollment_eer_on_held_out_speakers(trained, tmp_path):
     from speakerid.evaluation import enrollment_eer, equal_error_rate
 
     out, _ = trained
-    unseen = make_prepared(tmp_path / "unseen", n_speakers=5, per_speaker=8, seed=9,
-                           splits=(("test", 8),))
+    unseen = make_prepared(tmp_path / "unseen", n_speakers=5, per_speaker=8, seed=9, splits=(("test", 8),))
     data = PreparedDataset(unseen)
     model = model_from_checkpoint(out / "best.pt")
     rep = enrollment_eer(model, data, "test", n_enroll=3, crop=2048)

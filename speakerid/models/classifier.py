@@ -48,7 +48,9 @@ class ModelConfig:
     normalize: bool = True  # raw: scale each clip to zero mean, unit RMS (volume invariance)
     sample_rate: int = SAMPLE_RATE  # of the waveform the front-end expects
     n_mfcc: int = 13
-    readout: str = "fusion"  # "fusion": the paper's last step (1-by-f fusion of the last f); "mean": time average
+    readout: str = (
+        "fusion"  # "fusion": the paper's last step (1-by-f fusion of the last f); "mean": time average
+    )
     kernel_size: int = 2  # arch="cnn"
     dropout: float = 0.0
     name: str = ""
@@ -155,7 +157,9 @@ class SequenceClassifier(nn.Module):
         f = self.config.fusion_width
         if self.fusion is None:
             return out[:, -1]
-        last = out[:, -f:, :].transpose(1, 2)[:, None]  # (B, f, H) -> (B, 1, H, f): one output per subsequence
+        last = out[:, -f:, :].transpose(1, 2)[
+            :, None
+        ]  # (B, f, H) -> (B, 1, H, f): one output per subsequence
         return self.fusion(last)[:, 0, :, 0]  # (B, 1, H, 1) -> (B, H)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
