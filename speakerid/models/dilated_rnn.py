@@ -29,6 +29,7 @@ from torch import nn
 __all__ = ["DilatedRNN", "exponential_dilations", "reference_dilated_rnn", "CELLS"]
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+IMPLS = ("auto", "cudnn", "triton")
 
 
 def exponential_dilations(n_layers: int, base: int = 2, l0: int = 0) -> list[int]:
@@ -48,6 +49,9 @@ class DilatedRNN(nn.Module):
         cell: ``"rnn"`` (tanh), ``"lstm"`` or ``"gru"``.
         batch_first: input/output are (B, T, .) if True (default), else (T, B, .).
         dropout: dropout between layers (not after the last), as in ``nn.GRU``.
+        impl: recurrence backend per layer: ``"cudnn"`` (the module's own cuDNN/ATen call), ``"triton"`` (the
+            fused kernels of ``speakerid.kernels``; GRU, tanh RNN, LSTM) or ``"auto"`` (currently always
+            cuDNN: the Triton kernels have not been measured on a GPU yet). Read at forward time.
 
     Shape:
         x: (B, T, C) -> outputs (B, T, H_last), states: a list with one entry per layer of shape (d, B, H_l)
@@ -64,8 +68,12 @@ class DilatedRNN(nn.Module):
         cell: str = "gru",
         batch_first: bool = True,
         dropout: float = 0.0,
+        impl: str = "auto",
     ):
         super().__init__()
+        if impl not in IMPLS:
+            raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+        self.impl = impl
         dilations = [int(d) for d in dilations]
         if not dilations or any(d < 1 for d in dilations):
             raise ValueError(f"dilations must be a non-empty list of positive ints, got {dilations}")
@@ -97,14 +105,13 @@ class DilatedRNN(nn.Module):
         T, B = x.shape[0], x.shape[1]
         pad = (-T) % self.period
         if hx is not None and pad:
-            raise ValueError(
-                f"carrying states (hx) needs T to be a multiple of {self.period}; got T={T}"
-            )
+            raise ValueError(f"carrying states (hx) needs T to be a multiple of {self.period}; got T={T}")
         if pad:
             x = F.pad(x, (0, 0, 0, 0, pad, 0))  # left-pad time: (T, B, C) -> (Tp, B, C)
         x = x.contiguous()
         Tp = T + pad
         states = []
+        layer_call = _triton_layer_call() if self.impl == "triton" else None  # "auto" -> cuDNN for now
         for i, (rnn, d) in enumerate(zip(self.layers, self.dilations)):
             if i > 0 and self.dropout is not None:
                 x = self.dropout(x)
@@ -112,7 +119,10 @@ class DilatedRNN(nn.Module):
             h0 = None
             if hx is not None:
                 h0 = _fold_state(hx[i], d, B)
-            out, hn = rnn(folded, h0)  # one cuDNN/ATen call: (Tp/d, d*B, H)
+            if layer_call is not None:
+                out, hn = layer_call(rnn, folded, h0)  # fused Triton kernel: (Tp/d, d*B, H)
+            else:
+                out, hn = rnn(folded, h0)  # one cuDNN/ATen call: (Tp/d, d*B, H)
             x = out.reshape(Tp, B, out.shape[-1])  # (Tp/d, d*B, H) -> (Tp, B, H), no copy
             states.append(_unfold_state(hn, d, B))
         if pad:
@@ -123,6 +133,13 @@ class DilatedRNN(nn.Module):
 
     def extra_repr(self) -> str:
         return f"cell={self.cell}, dilations={self.dilations}, hidden={self.hidden_sizes}"
+
+
+def _triton_layer_call():
+    """``speakerid.kernels.rnn_layer_forward`` (imported lazily: triton is optional)."""
+    from ..kernels import rnn_layer_forward
+
+    return rnn_layer_forward
 
 
 def _unfold_state(hn, d: int, B: int):
