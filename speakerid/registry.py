@@ -81,6 +81,9 @@ class SpeakerRegistry:
             "speakers": self.speakers,
         }
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        from .checkpoint import _umask_mode
+
+        os.chmod(tmp, _umask_mode())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(d, f, ensure_ascii=False)
         os.replace(tmp, path)
