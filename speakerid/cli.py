@@ -150,7 +150,7 @@ def _cmd_enroll(args) -> int:
 
     engine = load_engine(args.model)
     path = Path(args.registry) if args.registry else engine.default_registry_path()
-    reg = SpeakerRegistry.load_or_new(path, engine)
+    reg = SpeakerRegistry.load_for_edit(path, engine)
     try:
         summary = reg.enroll(args.name, args.clips, engine, overwrite=args.overwrite)
     except RegistryError as e:
@@ -169,7 +169,7 @@ def _cmd_registry(args) -> int:
 
     engine = load_engine(args.model)
     path = Path(args.registry) if args.registry else engine.default_registry_path()
-    reg = SpeakerRegistry.load_or_new(path, engine)
+    reg = SpeakerRegistry.load_for_edit(path, engine)
     if args.action == "remove":
         try:
             reg.remove(args.name)

@@ -70,6 +70,15 @@ class SpeakerRegistry:
             return reg
         return cls(engine.fingerprint, engine.threshold)
 
+    @classmethod
+    def load_for_edit(cls, path: str | os.PathLike | None, engine) -> SpeakerRegistry:
+        """The registry to add to or remove from: the file at ``path`` if it exists, else a copy of the registry
+        bundled with the (shipped) model so its speakers stay known, else a new empty one."""
+        if path is not None and Path(path).is_file():
+            return cls.load_or_new(path, engine)
+        bundled = engine.bundled_registry_path()
+        return cls.load_or_new(bundled, engine)
+
     def save(self, path: str | os.PathLike) -> None:
         """Atomic write (temp file + rename)."""
         path = Path(path)

@@ -334,3 +334,25 @@ def test_enrollment_eer_on_held_out_speakers(trained, tmp_path):
     assert eer == 0.5 and abs(thr - 0.65) < 1e-9
     eer, thr = equal_error_rate(np.array([0.9, 0.8]), np.array([0.1, 0.2]))
     assert eer == 0.0 and 0.2 < thr < 0.8  # separable: threshold in the middle of the gap
+
+
+def test_cli_enroll_with_the_shipped_model_keeps_its_speakers(tmp_path):
+    """The first enrollment with the shipped (read-only) model starts from its bundled registry."""
+    from speakerid.runtime import default_model_path
+
+    if not default_model_path().is_file():
+        pytest.skip("the shipped model is missing (speakerid/pretrained/default/model.pt)")
+    clip = tmp_path / "zed.wav"
+    sf.write(clip, voice(3, 12000, seed=11), 16000)
+    env = dict(os.environ, SPEAKERID_HOME=str(tmp_path / "home"))
+    r = subprocess.run(
+        [sys.executable, "-m", "speakerid.cli", "enroll", "--name", "Zed", str(clip)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert r.returncode == 0, r.stderr
+    reg = SpeakerRegistry.load(json.loads(r.stdout)["registry"])
+    assert reg.names == ["Zed", "george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
+    assert str(tmp_path / "home") in json.loads(r.stdout)["registry"]  # never written into the package
