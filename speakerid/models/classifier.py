@@ -227,7 +227,7 @@ PAPER_PARAMS = {
 }
 
 
-def preset(name: str, **overrides) -> ModelConfig:
+def preset(name: str, /, **overrides) -> ModelConfig:
     """A copy of a named preset with fields overridden, e.g. ``preset("dilated-gru-l0-3", n_classes=6)``."""
     if name not in PRESETS:
         raise ValueError(f"unknown model preset {name!r}; available: {', '.join(sorted(PRESETS))}")
