@@ -1,6 +1,6 @@
 """Parameter counts of the Table 3 models (109 classes) beside the paper's. JSON lines, then a Markdown table.
 
-    python benchmarks/params.py
+python benchmarks/params.py
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ def main() -> None:
     print("| model | layers × hidden | dilations | ours | paper | diff |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['layers']} × {r['hidden']} | {r['dilations']} | {r['params']:,} | "
-              f"≈{r['paper_params'] // 1000}k | {r['diff_pct']:+.1f} % |")
+        print(
+            f"| {r['model']} | {r['layers']} × {r['hidden']} | {r['dilations']} | {r['params']:,} | "
+            f"≈{r['paper_params'] // 1000}k | {r['diff_pct']:+.1f} % |"
+        )
 
 
 if __name__ == "__main__":

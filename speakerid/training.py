@@ -47,6 +47,7 @@ class TrainConfig:
     dilations: list[int] = field(default_factory=list)
     readout: str = ""  # override of the preset's readout: fusion | mean (empty = keep)
     crop: int = CROP_SAMPLES  # samples per training crop (8192 = 0.5 s at 16 kHz, the paper's)
+    noise_snr_db: float = 0.0  # > 0: add white noise to each training crop at SNR in [this, this + 30] dB
     batch_size: int = 128  # global batch (split across DDP processes)
     lr: float = 1e-3  # RMSProp, as in the paper
     rms_alpha: float = 0.9  # RMSProp decay
@@ -118,6 +119,7 @@ CONFIGS: dict[str, TrainConfig] = {
             dilations=[1, 2, 4, 8],
             readout="mean",
             crop=4096,
+            noise_snr_db=20.0,
             batch_size=32,
             epochs=30,
             lr_schedule="cosine",
@@ -365,7 +367,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         obj.update(extra or {})
         save_atomic(obj, path)
 
-    dataset = RandomCropDataset(data, train_idx, cfg.crop, seed=cfg.seed)
+    dataset = RandomCropDataset(data, train_idx, cfg.crop, seed=cfg.seed, noise_snr_db=cfg.noise_snr_db)
     tb = None
     if is_main:
         try:

@@ -164,3 +164,20 @@ def test_dilated_cnn_is_causal():
     out2, _ = model.body(x2)
     torch.testing.assert_close(out[:, :30], out2[:, :30])
     assert not torch.allclose(out[:, 30:], out2[:, 30:])
+
+
+@pytest.mark.parametrize("name", ["dilated-gru-l0-3", "mfcc-gru-1x128"])
+def test_answers_do_not_depend_on_recording_level(name):
+    """A clip recorded 12 dB quieter or 6 dB louder gets the same logits (per-clip RMS normalisation)."""
+    torch.manual_seed(5)
+    cfg = preset(name, n_classes=4)
+    if name.startswith("dilated"):
+        cfg = preset(name, n_classes=4, hidden=[8] * 3, dilations=[8, 16, 32])
+    model = build_model(cfg).eval()
+    t = torch.arange(4096) / 16000
+    x = (0.2 * torch.sin(2 * torch.pi * 180 * t) * (1 + torch.sin(2 * torch.pi * 3 * t)))[None]
+    x = x + 0.01 * torch.randn_like(x)
+    with torch.no_grad():
+        ref = model(x)
+        for gain_db in (-12.0, 6.0):
+            torch.testing.assert_close(model(x * 10 ** (gain_db / 20)), ref, rtol=1e-3, atol=1e-4)

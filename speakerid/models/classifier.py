@@ -45,7 +45,7 @@ class ModelConfig:
     frontend: str = "raw"  # "raw": (B, T) waveform; "mfcc": (B, T) waveform -> MFCC; "none": (B, T, C) given
     input_size: int = 1  # C after the front-end (13 for MFCC)
     fusion: int = 0  # f: fuse the last f outputs with a 1-by-f conv; 0 = the first dilation
-    normalize: bool = True  # raw: scale each clip to zero mean, unit RMS (volume invariance)
+    normalize: bool = True  # raw/mfcc: scale each clip to zero mean, unit RMS (volume invariance)
     sample_rate: int = SAMPLE_RATE  # of the waveform the front-end expects
     n_mfcc: int = 13
     readout: str = (
@@ -138,14 +138,15 @@ class SequenceClassifier(nn.Module):
     def frontend(self, x: torch.Tensor) -> torch.Tensor:
         """Raw input -> (B, T', C) model input."""
         c = self.config
+        if c.frontend in ("raw", "mfcc"):
+            if x.dim() != 2:
+                raise ValueError(f"expected waveform (B, T), got shape {tuple(x.shape)}")
+            if c.normalize:  # zero mean, unit RMS per clip: the answer does not depend on the recording level
+                x = x - x.mean(dim=1, keepdim=True)
+                x = x / (x.pow(2).mean(dim=1, keepdim=True).sqrt() + 1e-4)
         if c.frontend == "mfcc":
             return self.mfcc_norm(self.mfcc(x))  # (B, T) -> (B, F, 13)
         if c.frontend == "raw":
-            if x.dim() != 2:
-                raise ValueError(f"expected waveform (B, T), got shape {tuple(x.shape)}")
-            if c.normalize:
-                x = x - x.mean(dim=1, keepdim=True)
-                x = x / (x.pow(2).mean(dim=1, keepdim=True).sqrt() + 1e-4)
             return x[..., None]  # (B, T) -> (B, T, 1)
         return x[..., None] if x.dim() == 2 else x
 
