@@ -26,17 +26,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..theory import exponential_dilations
+
 __all__ = ["DilatedRNN", "exponential_dilations", "reference_dilated_rnn", "CELLS"]
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 IMPLS = ("auto", "cudnn", "triton")
-
-
-def exponential_dilations(n_layers: int, base: int = 2, l0: int = 0) -> list[int]:
-    """Dilations s(l) = M^(l-1+l0), l = 1..L (eq. 4; eq. 3 when l0 = 0)."""
-    if n_layers < 1 or base < 1 or l0 < 0:
-        raise ValueError(f"need n_layers >= 1, base >= 1, l0 >= 0; got {n_layers}, {base}, {l0}")
-    return [base ** (l + l0) for l in range(n_layers)]
 
 
 class DilatedRNN(nn.Module):
