@@ -75,16 +75,25 @@ def _gradio():
 def _speaker_label_class():
     """gr.Label whose heading can differ from the top bar: "unknown speaker" above the closest matches."""
     gr = _gradio()
+    import gradio.component_meta as component_meta
     from gradio.components.label import LabelData
 
-    class SpeakerLabel(gr.Label):
-        is_template = True  # rendered by the frontend's Label component
+    # Gradio writes a .pyi stub next to the module of every Component subclass it sees (into the installed
+    # package, at runtime); we want no files written, so skip that for this one class.
+    write_stub = component_meta.create_or_modify_pyi
+    component_meta.create_or_modify_pyi = lambda *args, **kwargs: None
+    try:
 
-        def postprocess(self, value):
-            if isinstance(value, LabelData):
-                return value
-            return super().postprocess(value)
+        class SpeakerLabel(gr.Label):
+            is_template = True  # rendered by the frontend's Label component
 
+            def postprocess(self, value):
+                if isinstance(value, LabelData):
+                    return value
+                return super().postprocess(value)
+
+    finally:
+        component_meta.create_or_modify_pyi = write_stub
     return SpeakerLabel
 
 

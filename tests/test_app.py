@@ -539,3 +539,12 @@ def test_server_log_has_no_tracebacks_and_binds_localhost_only(server):
         "http://127.0.0.1:"
     )
     assert "gradio.live" not in log  # no share link unless --share
+
+
+def test_building_the_ui_writes_no_files_into_the_package():
+    """Gradio writes a .pyi stub beside the module of each Component subclass; ours must not leave one."""
+    import speakerid.webapp as webapp
+
+    webapp._speaker_label_class.cache_clear()
+    webapp._speaker_label_class()
+    assert not Path(webapp.__file__).with_suffix(".pyi").exists()
