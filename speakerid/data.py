@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .audio import CROP_SAMPLES, fixed_crops, pad_or_crop, random_crop
 
@@ -124,7 +123,7 @@ class PreparedDataset:
         return state
 
 
-class RandomCropDataset(torch.utils.data.Dataset):
+class RandomCropDataset:
     """Training view: item k -> (random crop (crop,) float32, label). A new crop every epoch.
 
     The crop position depends only on (seed, epoch, k), so a run is reproducible and a resumed run sees the
@@ -157,10 +156,12 @@ class RandomCropDataset(torch.utils.data.Dataset):
             rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) + 1e-8
             snr = rng.uniform(self.noise_snr_db, self.noise_snr_db + 30.0)
             x += (rms * 10 ** (-snr / 20) * rng.standard_normal(len(x))).astype(np.float32)
+        import torch  # here, so that data_prep (which needs only MANIFEST_FIELDS) starts without torch
+
         return torch.from_numpy(x), self.data.label(i)
 
 
-class FixedCropDataset(torch.utils.data.Dataset):
+class FixedCropDataset:
     """Evaluation view: every utterance cut into fixed, non-overlapping crops (the last one end-aligned).
 
     Item n -> (crop (crop,) float32, label, utterance position in ``indices``). ``max_crops`` bounds the crops
@@ -189,4 +190,6 @@ class FixedCropDataset(torch.utils.data.Dataset):
         i = self.indices[pos]
         wave = self.data.waveform(i)
         x = pad_or_crop(wave, self.crop) if len(wave) <= self.crop else wave[start : start + self.crop]
+        import torch
+
         return torch.from_numpy(np.ascontiguousarray(x)), self.data.label(i), pos

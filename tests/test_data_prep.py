@@ -438,3 +438,10 @@ def test_readable_errors_for_bad_roots_and_options(tmp_path):
     (tmp_path / "f" / "ann" / "a.wav").write_bytes(b"")
     with pytest.raises(PrepError, match=r"none of the 1 files could be used \(ann/a.wav: empty file"):
         prepare(folder.scan(tmp_path / "f"), tmp_path / "out", workers=1)
+
+
+def test_data_prep_starts_without_importing_torch():
+    """The CLI only decodes audio and writes shards; importing torch would add seconds to every start."""
+    code = "import sys, data_prep.__main__; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", out.stderr
