@@ -28,6 +28,7 @@ from pathlib import Path
 
 import torch
 
+from speakerid.atomic import atomic_open, write_atomic
 from speakerid.tasks import EXPERIMENTS, get_experiment, run_experiment
 
 TASK_PREFIX = {
@@ -144,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
             lines.append({"type": "result", **base, **summary})
             # Merge: replace this model's previous lines, keep the others.
             kept = [ln for ln in read_jsonl(jsonl) if ln["name"] != name]
-            jsonl.write_text("".join(json.dumps(_round_tree(ln)) + "\n" for ln in kept + lines))
+            write_atomic(jsonl, "".join(json.dumps(_round_tree(ln)) + "\n" for ln in kept + lines))
             print(
                 json.dumps({"name": name, "final": r["final"], "train_s": round(r["train_s"], 1)}), flush=True
             )
@@ -154,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: no results in {jsonl}", file=sys.stderr)
         return 2
     plot(args.task, records, out / f"{args.task}.png")
-    (out / f"{args.task}.md").write_text(table(args.task, records))
+    write_atomic(out / f"{args.task}.md", table(args.task, records))
     return 0
 
 
@@ -224,7 +225,8 @@ def plot(task: str, records: list[dict], path: Path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with atomic_open(path) as f:
+        fig.savefig(f, format="png", dpi=90)
     plt.close(fig)
 
 

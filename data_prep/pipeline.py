@@ -36,7 +36,6 @@ import platform
 import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections import defaultdict
@@ -48,6 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
+from speakerid.atomic import write_atomic
 from speakerid.audio import CROP_SAMPLES, SAMPLE_RATE, AudioError, load_audio, trim_silence
 from speakerid.data import MANIFEST_FIELDS
 
@@ -614,19 +614,8 @@ def _read_json(path: Path) -> dict | None:
 
 
 def _write_bytes(path: Path, data: bytes) -> None:
-    """Atomic write: a hidden temp file in the same folder, fsync, then os.replace."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Atomic write (:func:`speakerid.atomic.write_atomic`); an OSError becomes a PrepError naming the file."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, OSError):
-            raise PrepError(f"{path}: cannot write ({e})") from e
-        raise
+        write_atomic(path, data)
+    except OSError as e:
+        raise PrepError(f"{path}: cannot write ({e})") from e

@@ -33,7 +33,6 @@ import io
 import json
 import os
 import platform
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -41,6 +40,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from speakerid.atomic import write_atomic
 from speakerid.audio import CROP_SAMPLES, fixed_crops, load_audio
 from speakerid.checkpoint import fingerprint, load_checkpoint, model_from_checkpoint
 from speakerid.models import SequenceClassifier, count_parameters
@@ -171,21 +171,6 @@ def _versions() -> dict:
     return v
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def export_onnx(
     checkpoint_or_model,
     out: str | os.PathLike,
@@ -288,8 +273,8 @@ def export_onnx(
         "exporter": "torch.onnx.export(dynamo=False)",
         "versions": _versions(),
     }
-    _write_atomic(out, data)
-    _write_atomic(sidecar_path(out), (json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n").encode())
+    write_atomic(out, data)
+    write_atomic(sidecar_path(out), json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n")
     return sidecar
 
 

@@ -9,11 +9,29 @@ import sys
 import typing
 from pathlib import Path
 
-__all__ = ["main", "train_main", "parse_overrides"]
+__all__ = ["main", "train_main", "parse_overrides", "key_value_pairs"]
 
 
 # --------------------------------------------------------------------------------------------------------------
 # train
+
+
+def key_value_pairs(tokens: list[str]) -> list[tuple[str, str]]:
+    """``--key value`` / ``--key=value`` tokens -> [(key, value)], dashes in keys read as underscores."""
+    pairs, i = [], 0
+    while i < len(tokens):
+        tok = tokens[i]
+        if not tok.startswith("--"):
+            raise ValueError(f"expected --key value, got {tok!r}")
+        key, eq, val = tok[2:].partition("=")
+        key = key.replace("-", "_")
+        if not eq:
+            if i + 1 >= len(tokens):
+                raise ValueError(f"--{key} needs a value")
+            val, i = tokens[i + 1], i + 1
+        pairs.append((key, val))
+        i += 1
+    return pairs
 
 
 def parse_overrides(cls, base, pairs: list[str]):
@@ -21,19 +39,7 @@ def parse_overrides(cls, base, pairs: list[str]):
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     changes = {}
-    i = 0
-    while i < len(pairs):
-        tok = pairs[i]
-        if not tok.startswith("--"):
-            raise ValueError(f"expected --key value, got {tok!r}")
-        key, _, val = tok[2:].partition("=")
-        key = key.replace("-", "_")
-        if not _:
-            if i + 1 >= len(pairs):
-                raise ValueError(f"--{key} needs a value")
-            val = pairs[i + 1]
-            i += 1
-        i += 1
+    for key, val in key_value_pairs(pairs):
         if key not in names:
             raise ValueError(f"unknown option --{key}; valid: {', '.join('--' + n for n in sorted(names))}")
         hint = hints[key]

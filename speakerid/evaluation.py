@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from .atomic import atomic_open, write_atomic
 from .audio import CROP_SAMPLES
 from .data import FixedCropDataset, PreparedDataset
 
@@ -188,19 +188,10 @@ def plot_confusion(conf, labels, path: str | os.PathLike, title: str = "confusio
     ax.set_ylabel("true")
     ax.set_title(title)
     fig.tight_layout()
-    _atomic_savefig(fig, path)
+    with atomic_open(path) as f:
+        fig.savefig(f, format="png", dpi=100)
     plt.close(fig)
 
 
-def _atomic_savefig(fig, path) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
-
-
 def write_report(report: dict, path: str | os.PathLike) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    write_atomic(path, json.dumps(report, indent=2))

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import unicodedata
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_open
 from .audio import AudioError
 
 __all__ = ["RegistryError", "SpeakerRegistry", "validate_name", "UNKNOWN"]
@@ -81,21 +81,14 @@ class SpeakerRegistry:
 
     def save(self, path: str | os.PathLike) -> None:
         """Atomic write (temp file + rename)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         d = {
             "format": FORMAT,
             "model_fingerprint": self.fingerprint,
             "threshold": self.threshold,
             "speakers": self.speakers,
         }
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        from .checkpoint import _umask_mode
-
-        os.chmod(tmp, _umask_mode())
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with atomic_open(path, "w", encoding="utf-8") as f:
             json.dump(d, f, ensure_ascii=False)
-        os.replace(tmp, path)
 
     def check_model(self, engine) -> None:
         if engine.fingerprint != self.fingerprint:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import __version__
+from .atomic import atomic_open
 from .audio import CROP_SAMPLES
 from .checkpoint import FORMAT, load_checkpoint, save_atomic
 from .data import PreparedDataset, RandomCropDataset
@@ -268,20 +269,17 @@ def _plot_curves(rows: list[dict], path: Path) -> None:
     b.set_ylim(0, 1)
     b.legend()
     fig.tight_layout()
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    os.replace(tmp, path)
+    with atomic_open(path) as f:
+        fig.savefig(f, format="png", dpi=90)
     plt.close(fig)
 
 
 def _write_metrics_csv(rows: list[dict], path: Path) -> None:
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="", encoding="utf-8") as f:
+    with atomic_open(path, "w", newline="", encoding="utf-8") as f:
         w = csv.DictWriter(f, fieldnames=keys)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)
 
 
 def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_after_steps: int = 0) -> dict:

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..atomic import write_atomic
+from ..checkpoint import save_atomic
 from ..models import count_parameters, exponential_dilations
 from .copy_memory import N_DATA, N_RECALL, N_SYMBOLS, CopyMemory
 from .mnist import PixelMNIST
@@ -446,14 +448,26 @@ def build_experiment_model(exp: TaskExperiment, n_vocab: int = 50) -> nn.Module:
 # Task adapters: build the model, give training batch k, compute the loss, evaluate.
 
 
-class _CopyTask:
+class _Task:
+    """Defaults for a task adapter: the experiment's model, and no state carried between batches."""
+
+    exp: TaskExperiment
+
+    def build_model(self) -> nn.Module:
+        return build_experiment_model(self.exp)
+
+    def state(self):
+        return None
+
+    def load_state(self, s) -> None:
+        pass
+
+
+class _CopyTask(_Task):
     def __init__(self, exp: TaskExperiment, data_root: Path, seed: int):
         self.exp = exp
         self.data = CopyMemory(exp.task_kwargs["T"], seed)
         self.eval_x, self.eval_y = self.data.eval_set(exp.task_kwargs["eval_size"])
-
-    def build_model(self) -> nn.Module:
-        return build_experiment_model(self.exp)
 
     def batch(self, k: int):
         return self.data.train_batch(k, self.exp.batch_size)
@@ -477,14 +491,8 @@ class _CopyTask:
             n += y.numel()
         return {"eval_loss": total / n, "eval_acc": correct / n}
 
-    def state(self):
-        return None
 
-    def load_state(self, s) -> None:
-        pass
-
-
-class _MNISTTask:
+class _MNISTTask(_Task):
     def __init__(self, exp: TaskExperiment, data_root: Path, seed: int):
         kw = exp.task_kwargs
         self.exp, self.seed = exp, seed
@@ -495,9 +503,6 @@ class _MNISTTask:
             perm_seed=kw["perm_seed"],
             valid_size=kw["valid_size"],
         )
-
-    def build_model(self) -> nn.Module:
-        return build_experiment_model(self.exp)
 
     def batch(self, k: int):
         return self.data.train_batch(k, self.exp.batch_size, self.seed)
@@ -525,14 +530,8 @@ class _MNISTTask:
             out.update(test_loss=loss, test_acc=acc, test_n=n)
         return out
 
-    def state(self):
-        return None
 
-    def load_state(self, s) -> None:
-        pass
-
-
-class _PTBTask:
+class _PTBTask(_Task):
     def __init__(self, exp: TaskExperiment, data_root: Path, seed: int):
         self.exp = exp
         self.corpus = load_ptb_chars(data_root / "ptb")
@@ -734,7 +733,7 @@ def run_experiment(
                 best = {"iter": it, "metric": metric, "value": rec[metric]}
                 best_weights = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
                 if out is not None and save_checkpoints:
-                    torch.save(
+                    save_atomic(
                         {"experiment": _jsonable(asdict(exp)), "model": best_weights, "best": best},
                         out / "best.pt",
                     )
@@ -785,7 +784,7 @@ def run_experiment(
         "samples_per_s": n_samples / max(train_s, 1e-9),
     }
     if out is not None:
-        (out / "result.json").write_text(json.dumps(result) + "\n")
+        write_atomic(out / "result.json", json.dumps(result) + "\n")
     return result
 
 
@@ -796,7 +795,6 @@ def _jsonable(d):
 def _save_last(
     out, exp, seed, model, opt, scaler, it, history, curve, best, best_weights, train_s, n_samples, task
 ):
-    from ..checkpoint import save_atomic
 
     state = task.state()
     save_atomic(
@@ -850,6 +848,8 @@ def run_experiment_cli(
     Run options: --max-iters N, --out DIR (default runs/<name>), --device D, --seed S, --amp, --data-root DIR.
     Any other ``--key value`` overrides an experiment field or task kwarg (lists as ``1,2,4``).
     """
+    from ..cli import key_value_pairs
+
     p = argparse.ArgumentParser(prog=f"train.py --config {name}", add_help=False)
     p.add_argument("--max-iters", "--max_iters", type=int, default=None)
     p.add_argument("--out", default=None)
@@ -861,18 +861,8 @@ def run_experiment_cli(
     try:
         exp = get_experiment(name)
         current = {**{f.name: getattr(exp, f.name) for f in dataclasses.fields(exp)}, **exp.task_kwargs}
-        changes, i = {}, 0
-        while i < len(rest):
-            tok = rest[i]
-            if not tok.startswith("--"):
-                raise ValueError(f"expected --key value, got {tok!r}")
-            key, eq, val = tok[2:].partition("=")
-            key = key.replace("-", "_")
-            if not eq:
-                if i + 1 >= len(rest):
-                    raise ValueError(f"--{key} needs a value")
-                val, i = rest[i + 1], i + 1
-            i += 1
+        changes = {}
+        for key, val in key_value_pairs(rest):
             if key not in current or key in ("name", "task", "task_kwargs"):
                 valid = sorted(set(current) - {"name", "task", "task_kwargs"})
                 raise ValueError(f"unknown option --{key}; valid: {', '.join('--' + v for v in valid)}")
