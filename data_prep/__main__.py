@@ -203,4 +203,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from speakerid.cli import quiet_on_closed_pipe
+
+    sys.exit(quiet_on_closed_pipe(main)())

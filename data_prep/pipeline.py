@@ -16,8 +16,9 @@ How a run is laid out, and why an interrupted run ends byte-identical to an unin
    existing means the dataset is complete. ``prep.json`` holds no timestamps, paths of temp files or worker
    counts.
 
-kill -9 at any point loses at most the chunks in flight. Orphaned workers of a killed run may still finish their
-chunk; they write the same bytes through the same atomic renames, so that is harmless.
+kill -9 at any point loses at most the chunks in flight. Workers die with the main process (on Linux the kernel
+kills them at once, ``PR_SET_PDEATHSIG``; elsewhere a watchdog notices within 0.1 s); a worker killed mid-chunk
+leaves at most a temp file, which the next run removes.
 
 Shapes: a waveform is float32 (T,) at 16 kHz; a shard is a 1-D int16 (or float16) array, the utterances of one
 chunk back to back.
@@ -392,22 +393,40 @@ def _process_chunk(task: _Task) -> dict:
     return marker
 
 
+def _die_with_parent(parent_pid: int) -> None:
+    """Make the kernel SIGKILL this process the moment its parent dies (Linux ``PR_SET_PDEATHSIG``); elsewhere,
+    or if prctl is unavailable, a watchdog thread polls the parent every 0.1 s."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            PR_SET_PDEATHSIG = 1
+            if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+                if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                    os._exit(1)
+                return
+        except (OSError, AttributeError):
+            pass
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(0.1)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _worker_init(parent_pid: int, lock_fd: int | None) -> None:
-    """In each worker: ignore Ctrl-C (the parent stops the pool), drop the inherited run lock, and exit when
-    the parent dies (kill -9) instead of idling forever."""
+    """In each worker: ignore Ctrl-C (the parent stops the pool), drop the inherited run lock, and die with the
+    parent (kill -9) instead of idling or finishing a chunk nobody will collect."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if lock_fd is not None:
         try:
             os.close(lock_fd)  # the flock is released only when every copy of the descriptor is closed
         except OSError:
             pass
-
-    def watch():
-        while os.getppid() == parent_pid:
-            time.sleep(0.5)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
+    _die_with_parent(parent_pid)
 
 
 def _terminate_workers(ex: ProcessPoolExecutor) -> None:

@@ -98,6 +98,9 @@ def decode(source, max_seconds: float | None = None) -> tuple[np.ndarray, int, A
     except AudioError:
         raise
     except (sf.LibsndfileError, RuntimeError, TypeError) as e:
+        bad = _header_problem(source)  # libsndfile says "SF_INFO struct incomplete" for a 0 Hz header
+        if bad:
+            raise AudioError(name, f"invalid header: {bad}") from e
         raise AudioError(name, f"cannot decode audio ({_clean_sf_error(e)})") from e
     if info.sample_rate <= 0:
         raise AudioError(name, f"invalid sample rate {info.sample_rate}")
@@ -107,6 +110,43 @@ def decode(source, max_seconds: float | None = None) -> tuple[np.ndarray, int, A
         bad = int((~np.isfinite(data)).sum())
         raise AudioError(name, f"contains {bad} NaN/Inf sample values")
     return data, info.sample_rate, info
+
+
+def _header_problem(source) -> str | None:
+    """Why a WAV (RIFF/RIFX/RF64) or FLAC header is invalid ("sample rate 0", "0 channels"), else None."""
+    try:
+        if isinstance(source, (str, os.PathLike)):
+            with open(source, "rb") as f:
+                head = f.read(1 << 16)
+        elif hasattr(source, "seek") and hasattr(source, "read"):
+            pos = source.tell()
+            source.seek(0)
+            head = source.read(1 << 16)
+            source.seek(pos)
+        else:
+            return None
+    except (OSError, ValueError):
+        return None
+    rate = channels = None
+    if head[:4] in (b"RIFF", b"RIFX", b"RF64") and head[8:12] == b"WAVE":
+        order = "big" if head[:4] == b"RIFX" else "little"
+        i = 12
+        while i + 16 <= len(head):  # walk the chunks up to "fmt "
+            size = int.from_bytes(head[i + 4 : i + 8], order)
+            if head[i : i + 4] == b"fmt ":  # then: format tag, channels, sample rate
+                channels = int.from_bytes(head[i + 10 : i + 12], order)
+                rate = int.from_bytes(head[i + 12 : i + 16], order)
+                break
+            i += 8 + size + (size & 1)
+    elif head[:4] == b"fLaC" and len(head) >= 26 and head[4] & 0x7F == 0:  # STREAMINFO comes first
+        info = head[8:26]
+        rate = (info[10] << 12) | (info[11] << 4) | (info[12] >> 4)  # 20 bits
+        channels = ((info[12] >> 1) & 0x07) + 1
+    if rate == 0:
+        return "sample rate 0"
+    if channels == 0:
+        return "0 channels"
+    return None
 
 
 def _clean_sf_error(e: Exception) -> str:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import pickle
+import warnings
 from pathlib import Path
 
 import torch
@@ -24,6 +26,7 @@ __all__ = [
     "FORMAT",
     "CheckpointError",
     "save_atomic",
+    "safe_load",
     "load_checkpoint",
     "model_from_checkpoint",
     "fingerprint",
@@ -40,18 +43,51 @@ def save_atomic(obj, path: str | os.PathLike) -> None:
         torch.save(obj, f)
 
 
-def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Load and check a checkpoint (weights_only=True). Raises CheckpointError naming the file and problem."""
+def _unsafe_reason(e: Exception) -> str:
+    """torch's own reason for refusing a file, without its boilerplate (which suggests weights_only=False)."""
+    boiler = (
+        "Weights only load failed",
+        "In PyTorch",
+        "Re-running `torch.load`",
+        "Check the documentation of torch.load",
+        "Please file an issue",
+    )
+    if not isinstance(e, pickle.UnpicklingError):  # not a pickle/zip torch can read at all
+        return f"cannot be read by torch.load ({type(e).__name__}: {e})" if str(e) else type(e).__name__
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    reason = []
+    for ln in lines:
+        if "WeightsUnpickler error:" in ln:  # "Please file an issue ...: WeightsUnpickler error: <reason>"
+            ln = ln.split("WeightsUnpickler error:", 1)[1].strip()
+        elif ln.startswith(boiler):
+            continue
+        if ln:
+            reason.append(ln)
+    return " ".join(reason).rstrip(".") if reason else type(e).__name__
+
+
+def safe_load(path: str | os.PathLike, map_location="cpu"):
+    """``torch.load(path, weights_only=True)``; a refused or unreadable file raises CheckpointError.
+
+    The message is ``"<path>: not a speakerid checkpoint or not safe to load: <torch's reason>; it was not
+    executed"``: weights_only never runs code from the file, whatever it contains.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint not found")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError... for bad files
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        detail = [ln for ln in lines if "WeightsUnpickler error" in ln or "invalid load key" in ln]
-        reason = (detail or lines or [type(e).__name__])[0]
-        raise CheckpointError(f"{path}: not a readable speakerid checkpoint ({reason[:200]})") from e
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error below says it all
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, KeyError... for bad files
+        raise CheckpointError(
+            f"{path}: not a speakerid checkpoint or not safe to load: {_unsafe_reason(e)}; it was not executed"
+        ) from e
+
+
+def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
+    """Load and check a checkpoint (weights_only=True). Raises CheckpointError naming the file and problem."""
+    ckpt = safe_load(path, map_location)
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path}: not a speakerid checkpoint (missing format tag {FORMAT!r})")
     for key in ("model_config", "model", "labels"):

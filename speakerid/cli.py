@@ -4,12 +4,42 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
+import os
 import sys
 import typing
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["main", "train_main", "parse_overrides", "key_value_pairs"]
+__all__ = ["main", "train_main", "parse_overrides", "key_value_pairs", "quiet_on_closed_pipe"]
+
+EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
+
+
+def quiet_on_closed_pipe(fn: Callable[..., int]) -> Callable[..., int]:
+    """Wrap a CLI entry point so that a closed stdout (``speakerid ... | head``) ends it quietly.
+
+    The reader is gone, so there is nobody to tell: no "error: [Errno 32] Broken pipe", no "Exception ignored"
+    from the interpreter's final flush; the exit status is 141, as for a command killed by SIGPIPE.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs) -> int:
+        try:
+            rc = fn(*args, **kwargs)
+            sys.stdout.flush()
+            return rc
+        except BrokenPipeError:
+            try:  # later flushes (at exit) write to /dev/null instead of failing again
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+                os.close(devnull)
+            except (OSError, ValueError, AttributeError):
+                pass
+            return EXIT_CLOSED_PIPE
+
+    return wrapper
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -59,6 +89,7 @@ def parse_overrides(cls, base, pairs: list[str]):
     return dataclasses.replace(base, **changes)
 
 
+@quiet_on_closed_pipe
 def train_main(argv: list[str] | None = None) -> int:
     from .training import CONFIGS, TrainConfig, get_config
 
@@ -189,6 +220,7 @@ def _cmd_registry(args) -> int:
     return 0
 
 
+@quiet_on_closed_pipe
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="speakerid", description="Speaker identification with Dilated RNNs.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -239,6 +271,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         return args.func(args)
+    except BrokenPipeError:  # stdout closed by its reader: quiet_on_closed_pipe ends the command
+        raise
     except (OSError, ValueError) as e:  # CheckpointError, AudioError, RegistryError are ValueErrors
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -249,21 +249,28 @@ def calibrate_threshold(model, data: PreparedDataset, device="cpu", crop=CROP_SA
 
 
 def _plot_curves(rows: list[dict], path: Path) -> None:
+    """Loss and accuracy per epoch. Validation runs every ``eval_every`` epochs, so its series are drawn over
+    the evaluated epochs only, with markers (a single evaluation is still a visible point)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    def series(ax, key, label, **kw):
+        pts = [(r["epoch"], r[key]) for r in rows if key in r and math.isfinite(r[key])]
+        if pts:
+            ax.plot(*zip(*pts), label=label, **kw)
+
     ep = [r["epoch"] for r in rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.plot(ep, [r["train_loss"] for r in rows], label="train")
-    a.plot(ep, [r.get("val_loss", float("nan")) for r in rows], label="valid")
+    series(a, "val_loss", "valid", marker="o", color="C1")
     a.set_xlabel("epoch")
     a.set_ylabel("cross-entropy")
     a.legend()
     b.plot(ep, [r["train_acc"] for r in rows], label="train (crops)")
-    b.plot(ep, [r.get("val_crop_top1", float("nan")) for r in rows], label="valid (crops)")
-    b.plot(ep, [r.get("val_utt_top1", float("nan")) for r in rows], label="valid (utterances)")
+    series(b, "val_crop_top1", "valid (crops)", marker="o", color="C1")
+    series(b, "val_utt_top1", "valid (utterances)", marker="s", color="C2")
     b.set_xlabel("epoch")
     b.set_ylabel("accuracy")
     b.set_ylim(0, 1)
@@ -384,6 +391,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         t0 = time.time()
         loss_sum, correct, seen = epoch_stats
         epoch_stats = [0.0, 0, 0]
+        seen_here = 0  # samples of this epoch trained in this process (a resumed epoch skips the rest)
         bar = tqdm(
             total=len(batches),
             initial=step_in_epoch,
@@ -411,6 +419,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
             step += 1
             step_in_epoch = b + 1
             seen += len(mine)
+            seen_here += len(mine)
             loss_sum += loss.item() * len(mine)
             correct += (logits.argmax(1) == y).sum().item()
             bar.update(1)
@@ -426,7 +435,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
                 break
         bar.close()
         # Epoch summary (local to rank 0's share of the batch; loss averaged across ranks).
-        stats = torch.tensor([loss_sum, correct, seen], dtype=torch.float64)
+        stats = torch.tensor([loss_sum, correct, seen, seen_here], dtype=torch.float64)
         loss_sum, correct, seen = 0.0, 0, 0  # a checkpoint taken from here on starts the next epoch afresh
         if world > 1:
             dist.all_reduce(stats)
@@ -436,7 +445,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
             "lr": _lr_at(cfg, max(step - 1, 0), total_steps),
             "train_loss": stats[0].item() / max(stats[2].item(), 1),
             "train_acc": stats[1].item() / max(stats[2].item(), 1),
-            "samples_per_s": stats[2].item() / max(time.time() - t0, 1e-9),
+            "samples_per_s": stats[3].item() / max(time.time() - t0, 1e-9),  # the steps run since t0
         }
         if is_main and has_valid and ((epoch + 1) % cfg.eval_every == 0 or done or epoch + 1 == cfg.epochs):
             rep = evaluate(model, data, "valid", cfg.crop, device=device, max_crops=cfg.val_max_crops)

@@ -456,7 +456,7 @@ def test_exit_status_and_usage_errors(folder, random_onnx, tmp_path, capsys):
     assert rc == 2 and "missing.onnx: ONNX model not found" in err and out == ""
     (tmp_path / "junk.pt").write_bytes(b"junk")
     rc, _, err = run_cli([good, "--model", tmp_path / "junk.pt"], capsys)
-    assert rc == 2 and "junk.pt: not a readable speakerid checkpoint" in err
+    assert rc == 2 and "junk.pt: not a speakerid checkpoint or not safe to load" in err
     other = SpeakerRegistry("0" * 16, 0.5)
     other.add("Zed", np.eye(20)[:1])
     other.save(tmp_path / "other.json")

@@ -145,7 +145,7 @@ def test_registry_names_are_data_not_paths(trained, tmp_path):
 def test_bad_checkpoint_files_give_clear_errors(tmp_path):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a checkpoint at all")
-    with pytest.raises(CheckpointError, match=r"junk.pt: not a readable speakerid checkpoint"):
+    with pytest.raises(CheckpointError, match=r"junk.pt: not a speakerid checkpoint or not safe to load"):
         load_checkpoint(junk)
     with pytest.raises(CheckpointError, match=r"missing.pt: checkpoint not found"):
         load_checkpoint(tmp_path / "missing.pt")
@@ -315,7 +315,7 @@ def test_cli_evaluate_enroll_and_registry(trained, prepared, tmp_path):
         text=True,
         timeout=120,
     )
-    assert r.returncode == 2 and "bad.pt: not a readable speakerid checkpoint" in r.stderr
+    assert r.returncode == 2 and "bad.pt: not a speakerid checkpoint or not safe to load" in r.stderr
     assert "Traceback" not in r.stderr
 
 

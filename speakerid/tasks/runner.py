@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..atomic import write_atomic
-from ..checkpoint import save_atomic
+from ..checkpoint import safe_load, save_atomic
 from ..models import count_parameters, exponential_dilations
 from .copy_memory import N_DATA, N_RECALL, N_SYMBOLS, CopyMemory
 from .mnist import PixelMNIST
@@ -673,7 +673,9 @@ def run_experiment(
     it, history, curve, best, train_s, n_samples = 0, [], [], None, 0.0, 0
     best_weights = None
     if resume and out is not None and (out / "last.pt").exists():
-        ck = torch.load(out / "last.pt", map_location="cpu", weights_only=True)
+        ck = safe_load(out / "last.pt")  # CheckpointError (a ValueError) for refused or unreadable files
+        if not isinstance(ck, dict) or not {"experiment", "seed", "iter", "model", "task_state"} <= set(ck):
+            raise ValueError(f"{out / 'last.pt'}: not a checkpoint of a paper benchmark run; not resuming")
         if ck["experiment"] != _jsonable(asdict(exp)) or ck["seed"] != seed:
             raise ValueError(f"{out / 'last.pt'} was written by a different experiment or seed; not resuming")
         model.load_state_dict(ck["model"])

@@ -1,0 +1,284 @@
+"""Issue 18, "paper cuts found by outside testing": one test per item, each failing on the code before its fix.
+
+Item 4 (`speakerid registry list` naming the registry it shows) is covered with the registry rework.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import pickle
+import signal
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from _synth import make_prepared
+
+from speakerid.atomic import write_atomic
+from speakerid.audio import AudioError, load_audio
+from speakerid.checkpoint import CheckpointError, load_checkpoint
+from speakerid.training import TrainConfig, _plot_curves, train
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = dict(
+    model="mfcc-gru-5x20",
+    hidden=[16, 16],
+    dilations=[1, 2],
+    crop=2048,
+    lr=1e-2,
+    optimizer="adam",
+    threads=1,
+    val_max_crops=2,
+)
+
+
+def _env(**extra) -> dict:
+    return {**os.environ, "PYTHONPATH": str(REPO), **extra}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 1. curves.png draws the validation series when --eval_every > 1
+
+
+def _orange_pixels(png: Path) -> int:
+    """Pixels of matplotlib's C1 (#ff7f0e), the validation colour, in a PNG."""
+    import matplotlib.image as mpimg
+
+    img = (mpimg.imread(png)[..., :3] * 255).astype(int)
+    return int((np.abs(img - np.array([255, 127, 14])).max(-1) < 40).sum())
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    return make_prepared(tmp_path_factory.mktemp("data"), n_speakers=3, per_speaker=12)
+
+
+def test_curves_show_validation_evaluated_every_third_epoch(prepared, tmp_path):
+    cfg = TrainConfig(name="t", data=str(prepared), out=str(tmp_path / "run"), epochs=5, eval_every=3,
+                      batch_size=8, **TINY)  # fmt: skip
+    rows = train(cfg, progress=False)["metrics"]
+    assert ["val_loss" in r for r in rows] == [False, False, True, False, True]  # epochs 3 and 5 (the last)
+    legend_only = tmp_path / "legend_only.png"  # the same figure without any validation value
+    _plot_curves([{k: v for k, v in r.items() if not k.startswith("val_")} for r in rows], legend_only)
+    drawn, legend = _orange_pixels(tmp_path / "run" / "curves.png"), _orange_pixels(legend_only)
+    assert drawn > legend + 150, (drawn, legend)  # markers and a line over epochs 3 and 5, not only a legend
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 2. app: scores are labelled as what they are (see the app tests further down)
+# 3. a closed stdout ends the CLIs quietly
+
+
+def _run_with_closed_stdout(cmd: list[str], **env) -> subprocess.CompletedProcess:
+    r, w = os.pipe()
+    os.close(r)  # the reader (`| head`) is gone before the command writes its first byte
+    try:
+        return subprocess.run(cmd, cwd=REPO, stdout=w, stderr=subprocess.PIPE, env=_env(**env), timeout=300)
+    finally:
+        os.close(w)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["-m", "speakerid.cli", "registry", "list"], ["train.py", "--list"]],
+    ids=["speakerid-registry-list", "train.py-list"],
+)
+def test_closed_pipe_exits_quietly(args, tmp_path):
+    p = _run_with_closed_stdout([sys.executable, *args], SPEAKERID_HOME=str(tmp_path))
+    assert p.stderr.decode() == "" and p.returncode == 141  # 128 + SIGPIPE, like a shell pipeline
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 5. refused checkpoints: torch's reason, plainly; train.py --resume of a paper benchmark too
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("echo this must never run",))
+
+
+def test_unsafe_checkpoint_names_the_reason_and_was_not_executed(tmp_path):
+    evil = tmp_path / "evil.pt"
+    torch.save({"format": "x", "payload": _Exploit()}, evil)
+    with pytest.raises(CheckpointError) as e:
+        load_checkpoint(evil)
+    assert str(e.value) == (
+        f"{evil}: not a speakerid checkpoint or not safe to load: Trying to load unsupported GLOBAL "
+        "posix.system whose module posix is blocked; it was not executed"
+    )
+    old = tmp_path / "old.pt"  # a plain pickle (protocol 4): torch's reason is the opcode it refuses
+    old.write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    with pytest.raises(
+        CheckpointError, match=r"not safe to load: Unsupported operand 149; it was not executed$"
+    ):
+        load_checkpoint(old)
+
+
+def test_train_resume_of_a_paper_benchmark_with_a_bad_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    torch.save({"payload": _Exploit()}, out / "last.pt")
+    cmd = [sys.executable, "train.py", "--config", "copy-100-dilated-rnn", "--resume", "--out", str(out),
+           "--max-iters", "1", "--no-progress"]  # fmt: skip
+    p = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=_env(), timeout=300)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr
+    assert p.stderr.strip().splitlines() == [
+        f"error: {out / 'last.pt'}: not a speakerid checkpoint or not safe to load: Trying to load unsupported "
+        "GLOBAL posix.system whose module posix is blocked; it was not executed"
+    ]
+    assert "this must never run" not in p.stdout
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 6. a crash between write and rename leaves a temp file; the next write removes it
+
+
+_HOLD_OPEN = """
+import sys
+from speakerid.atomic import atomic_open
+with atomic_open(sys.argv[1]) as f:
+    f.write(b"x" * 300_000)
+    f.flush()
+    print("written", flush=True)
+    sys.stdin.read()  # hold the temp file until stdin closes (or kill -9)
+    f.write(sys.argv[2].encode())
+"""
+
+
+def _writer(path: Path, text: str) -> subprocess.Popen:
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD_OPEN, str(path), text], cwd=REPO, env=_env(),
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout.readline() == b"written\n"
+    return proc
+
+
+def _temps(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_temp_file_of_a_killed_writer_is_removed_by_the_next_write(tmp_path):
+    path = tmp_path / "registry.json"
+    crashed = _writer(path, "never")
+    crashed.kill()  # SIGKILL between writing and renaming
+    crashed.wait()
+    left = _temps(tmp_path)
+    assert len(left) == 1 and left[0].startswith(".registry.json.")
+    live = _writer(path, "second")  # a writer still at work on the same file keeps its temp file
+    write_atomic(path, "first")
+    assert path.read_text() == "first"
+    assert _temps(tmp_path) != left and len(_temps(tmp_path)) == 1  # the killed writer's temp is gone
+    live.stdin.close()  # let the live writer finish: its rename still works
+    assert live.wait(timeout=60) == 0
+    assert path.read_bytes() == b"x" * 300_000 + b"second" and _temps(tmp_path) == []
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 7. the epoch resumed after a crash reports the throughput of the steps it ran
+
+
+def test_resumed_epoch_reports_the_throughput_of_the_steps_it_ran(prepared, tmp_path):
+    # 24 training clips at batch 4: 6 steps per epoch. Crash after 5 steps of epoch 2, so the resumed run trains
+    # 1 step of epoch 2 and all 6 of epoch 3. Counting the 5 skipped steps' samples inflated epoch 2's rate ~6x.
+    cfg = TrainConfig(name="t", data=str(prepared), out=str(tmp_path), epochs=3, batch_size=4, ckpt_every=0,
+                      **TINY)  # fmt: skip
+    assert train(cfg, progress=False, stop_after_steps=11) == {"stopped_at_step": 11}
+    rows = train(cfg, resume=True, progress=False)["metrics"]
+    resumed, full = rows[1]["samples_per_s"], rows[2]["samples_per_s"]
+    assert resumed < 2.5 * full, (resumed, full)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 8. data_prep workers die with the main process
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit():
+            try:
+                fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] not in "ZX":
+                kids.append(int(d.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="reads /proc; the kernel mechanism is Linux's"
+)
+def test_data_prep_workers_die_within_a_second_of_the_main_process(tmp_path):
+    from data_prep import synth
+
+    root = synth.make_vctk_tree(tmp_path / "vctk", "0.92", ("p225", "p226", "p280", "p315"), 15, (0.5, 1.0))
+    cmd = [sys.executable, "-m", "data_prep", "vctk", "--root", str(root), "--out", str(tmp_path / "out"),
+           "--quiet", "--chunk-files", "1", "--workers", "2"]  # fmt: skip
+    proc = subprocess.Popen(cmd, cwd=REPO, env=_env())
+    workers: list[int] = []
+    try:
+        deadline = time.monotonic() + 120
+        while len(workers) < 2 or not list((tmp_path / "out" / ".partial").glob("chunk-*.json")):
+            assert proc.poll() is None, "data_prep ended before it could be killed"
+            assert time.monotonic() < deadline, "no worker processes within 120 s"
+            workers = _children(proc.pid)
+            time.sleep(0.005)
+        # One worker is frozen (as a worker starved of CPU would be): its death must not depend on it running.
+        os.kill(workers[0], signal.SIGSTOP)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        killed = time.monotonic()
+        while any(_alive(w) for w in workers) and time.monotonic() < killed + 1.0:
+            time.sleep(0.01)
+        assert not [w for w in workers if _alive(w)], "workers outlived the main process by more than 1 s"
+    finally:
+        for w in workers:  # clean up after a failure
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 10. sample rate 0 in the header
+
+
+def _wav_with_rate(rate: int) -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, np.sin(np.arange(8000) / 5).astype(np.float32) * 0.3, 8000, format="WAV", subtype="PCM_16")
+    raw = bytearray(buf.getvalue())
+    i = raw.find(b"fmt ")
+    raw[i + 12 : i + 16] = struct.pack("<I", rate)  # fmt chunk: id, size, format, channels, sample rate
+    return bytes(raw)
+
+
+def test_sample_rate_zero_is_reported_as_an_invalid_header(tmp_path):
+    path = tmp_path / "zero_rate.wav"
+    path.write_bytes(_wav_with_rate(0))
+    with pytest.raises(AudioError) as e:
+        load_audio(path)
+    assert str(e.value) == f"{path}: invalid header: sample rate 0"
+    with pytest.raises(AudioError, match=r"^<in-memory audio>: invalid header: sample rate 0$"):
+        load_audio(_wav_with_rate(0))
+    flac = tmp_path / "zero_rate.flac"
+    sf.write(flac, np.zeros(800, np.float32) + 0.1, 8000)
+    raw = bytearray(flac.read_bytes())
+    raw[18:21] = bytes([0, 0, raw[20] & 0x0F])  # STREAMINFO: the 20-bit sample rate
+    flac.write_bytes(bytes(raw))
+    with pytest.raises(AudioError, match=r"invalid header: sample rate 0$"):
+        load_audio(flac)
+    assert load_audio(_wav_with_rate(8000)).shape == (16000,)  # the same file with its rate is fine
