@@ -324,11 +324,12 @@ def identify_files(
 
 
 class _Writer:
-    def __init__(self, stream, segments: bool, top_k: int, labels: list[str]):
+    def __init__(self, stream, segments: bool, top_k: int, labels: list[str], scores: str = ""):
         self.f = stream
         self.segments = segments
         self.top_k = top_k
         self.name_w = min(24, max([len(n) for n in labels] + [7]))
+        self.scores = scores  # what a score is, for human-readable output ("cosine similarity, ...")
 
     def header(self) -> None:
         pass
@@ -339,10 +340,9 @@ class _Writer:
 
 class _Table(_Writer):
     def header(self) -> None:
-        self.topw = max(12, min(60, self.top_k * (self.name_w + 8)))
-        self.f.write(
-            f"{'speaker':<{self.name_w}}  {'score':>8}  {'top-' + str(self.top_k):<{self.topw}}  file\n"
-        )
+        top = f"top-{self.top_k}" + (f" ({self.scores})" if self.scores else "")
+        self.topw = max(12, min(60, self.top_k * (self.name_w + 8)), len(top))
+        self.f.write(f"{'speaker':<{self.name_w}}  {'score':>8}  {top:<{self.topw}}  file\n")
 
     def write(self, r: FileResult) -> None:
         path = _display(r.path)
@@ -591,12 +591,16 @@ def run(args) -> int:
     if identifier.mode == "registry" and (identifier.registry is None or not len(identifier.registry)):
         return _error("--mode registry needs a registry with enrolled speakers (speakerid enroll ...)")
     names = identifier.registry.names if identifier.mode == "registry" else engine.labels
+    if identifier.mode == "registry":
+        scores = f'cosine similarity; "unknown" below {identifier.threshold:.3f}'
+    else:
+        scores = "class probability"
     desc = engine.describe()
     note = f" ({desc['provider_note']})" if desc.get("provider_note") else ""
     cpu = f", {model_workers} model threads" if model_workers > 1 else ""
     print(
         f"model {engine.source} [{desc['name'] or 'unnamed'}, {engine.n_parameters:,} parameters] "
-        f"on {engine.provider}{note}{cpu}; scoring {identifier.mode} ({len(names)} speakers)",
+        f"on {engine.provider}{note}{cpu}; scoring {identifier.mode} ({len(names)} speakers); scores: {scores}",
         file=sys.stderr,
     )
 
@@ -605,7 +609,7 @@ def run(args) -> int:
         out = _Output(args.out)
     except OSError as e:
         return _error(f"cannot write {args.out}: {e.strerror or e}")
-    writer = WRITERS[args.format](out.f, args.segments, args.top_k, names)
+    writer = WRITERS[args.format](out.f, args.segments, args.top_k, names, scores)
     n_ok = n_bad = 0
     audio_s = 0.0
     t0, c0 = time.perf_counter(), time.process_time()

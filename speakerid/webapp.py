@@ -17,6 +17,7 @@ import argparse
 import copy
 import math
 import os
+import re
 import sys
 import threading
 from dataclasses import dataclass
@@ -47,8 +48,13 @@ _THEME_FONT = ["ui-sans-serif", "system-ui", "Segoe UI", "Helvetica", "Arial", "
 _THEME_MONO = ["ui-monospace", "SFMono-Regular", "Menlo", "Consolas", "monospace"]
 _CSS = """
 #verdict .output-class { font-size: 1.9rem; }
+#verdict dd.confidence { display: none; }  /* the bars rank; the numbers, labelled, are in #details */
 .speakerid-note { opacity: 0.75; font-size: 0.9rem; }
 """
+REFUSED_PATH = (
+    "Refused: only files uploaded to this app are read, not paths on the server. Upload the file (with "
+    "gradio_client: handle_file(path))."
+)
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,40 @@ def _speaker_label_class():
     finally:
         component_meta.create_or_modify_pyi = write_stub
     return SpeakerLabel
+
+
+@cache
+def _blocks_class():
+    """gr.Blocks whose API refuses server paths and malformed file inputs with a clear message.
+
+    Gradio checks file inputs before any handler runs: a path it did not receive as an upload raises
+    InvalidPathError, a value that is not a file object a pydantic ValidationError. Both would print a
+    traceback in the server log and send the client ``{"error": null}``; here they become gr.Error messages.
+    """
+    gr = _gradio()
+    import pydantic
+    from gradio.exceptions import InvalidPathError
+
+    class SpeakerBlocks(gr.Blocks):
+        async def preprocess_data(self, *args, **kwargs):
+            try:
+                return await super().preprocess_data(*args, **kwargs)
+            except InvalidPathError:
+                raise gr.Error(REFUSED_PATH, print_exception=False) from None
+            except pydantic.ValidationError as e:
+                got = type(e.errors()[0].get("input")).__name__ if e.errors() else "?"
+                raise gr.Error(
+                    f"Refused: a file input must be an uploaded file, not a value of type {got}. With "
+                    "gradio_client, pass handle_file(path).",
+                    print_exception=False,
+                ) from None
+
+    return SpeakerBlocks
+
+
+def md_escape(text: str) -> str:
+    """Backslash-escape Markdown (CommonMark) punctuation, so that names are shown as typed, never rendered."""
+    return re.sub(r"([!-/:-@\[-`{-~])", r"\\\1", str(text))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -351,6 +391,7 @@ def _label_value(pred: Prediction):
 
 
 def _details(app: SpeakerApp, pred: Prediction) -> str:
+    """The answer in words, and each top-k score labelled with what it is (cosine similarity or probability)."""
     crop_s = app.engine.crop / app.engine.sample_rate
     used = f"{pred.duration:.2f} s of audio ({pred.n_crops} crop{'s' if pred.n_crops != 1 else ''} of {crop_s:.2f} s"
     used += (
@@ -358,20 +399,35 @@ def _details(app: SpeakerApp, pred: Prediction) -> str:
     )
     if pred.mode == "registry":
         n = len(app.registry or [])
-        against = f"{n} enrolled speaker{'s' if n != 1 else ''} (cosine similarity)"
+        against = f"{n} enrolled speaker{'s' if n != 1 else ''}"
         thr = app.identifier.threshold
         if pred.speaker == UNKNOWN:
             best, score = pred.top_k[0]
             head = (
-                f"### Unknown speaker\nThe closest enrolled voice, **{best}** ({score:.2f}), is below the "
-                f"threshold {thr:.2f}. Add this voice in the **Enroll** tab to recognise it."
+                f"### Unknown speaker\nThe closest enrolled voice, **{md_escape(best)}** (cosine similarity "
+                f"{score:.2f}), is below the threshold {thr:.2f}. Add this voice in the **Enroll** tab to "
+                f"recognise it."
             )
         else:
-            head = f"### {pred.speaker}\nScore **{pred.score:.2f}** (threshold {thr:.2f})."
+            head = (
+                f"### {md_escape(pred.speaker)}\nCosine similarity **{pred.score:.2f}**, above the threshold "
+                f"{thr:.2f}."
+            )
+        table = f"| Speaker | Cosine similarity | Threshold {thr:.2f} |\n|---|---|---|\n" + "\n".join(
+            f"| {md_escape(name)} | {s:.2f} | {'above' if s >= thr else 'below'} |" for name, s in pred.top_k
+        )
+        note = (
+            "Scores are cosine similarities between this clip's voice embedding and each enrolled speaker "
+            "(1 = same direction), not probabilities; below the threshold the answer is *unknown speaker*."
+        )
     else:
-        against = f"the model's {len(app.engine.labels)} training speakers (probability)"
-        head = f"### {pred.speaker}\nProbability **{pred.score:.0%}**."
-    return f"{head}\n\n- Audio used: {used}\n- Compared with: {against}"
+        against = f"the model's {len(app.engine.labels)} training speakers"
+        head = f"### {md_escape(pred.speaker)}\nProbability **{pred.score:.0%}**."
+        table = "| Speaker | Probability |\n|---|---|\n" + "\n".join(
+            f"| {md_escape(name)} | {s:.1%} |" for name, s in pred.top_k
+        )
+        note = "Scores are the model's class probabilities (softmax over its training speakers)."
+    return f"{head}\n\n{table}\n\n{note}\n\n- Audio used: {used}\n- Compared with: {against}"
 
 
 def _timeline_rows(segments: list[dict]) -> list[list]:
@@ -389,7 +445,9 @@ def _speaker_choices(app: SpeakerApp) -> list[str]:
 def _registry_markdown(app: SpeakerApp) -> str:
     reg = app.registry
     n = len(reg) if reg is not None else 0
-    thr = f'; answers below cosine {app.identifier.threshold:.2f} are "{UNKNOWN_LABEL}"' if n else ""
+    thr = (
+        f'; answers below cosine similarity {app.identifier.threshold:.2f} are "{UNKNOWN_LABEL}"' if n else ""
+    )
     return f"**{n}** enrolled speaker{'s' if n != 1 else ''}{thr}. Registry: {app.registry_source()}."
 
 
@@ -398,7 +456,7 @@ def _model_markdown(app: SpeakerApp, cfg: AppConfig) -> str:
     src = Path(d["model"])
     kind = "ONNX file" if src.suffix == ".onnx" else "PyTorch checkpoint"
     shipped = " (the shipped default model)" if src.parent == PRETRAINED else ""
-    classes = ", ".join(d["classes"])
+    classes = ", ".join(md_escape(c) for c in d["classes"])
     reg = app.registry
     rows = [
         ("Model file", f"`{src}`{shipped}"),
@@ -411,7 +469,7 @@ def _model_markdown(app: SpeakerApp, cfg: AppConfig) -> str:
         ("Input", f"{d['sample_rate']} Hz mono, {d['crop_samples']}-sample crops "
                   f"({d['crop_samples'] / d['sample_rate']:.3f} s)"),
         ("Enrolled speakers", f"{len(reg) if reg is not None else 0} · {app.registry_source()}"),
-        ("Unknown threshold", f"{app.identifier.threshold:.3f} (cosine)"),
+        ("Unknown threshold", f"{app.identifier.threshold:.3f} (cosine similarity)"),
         ("Limits", f"{cfg.max_seconds:g} s and {cfg.max_upload_mb:g} MB per file; {cfg.concurrency} requests "
                    f"at once, {cfg.queue_size} waiting at most"),
     ]  # fmt: skip
@@ -499,9 +557,10 @@ def build_app(
             summary = app.enroll(name, paths, overwrite=bool(overwrite))
         except (RegistryError, AudioError) as e:
             raise gr.Error(_message(e), print_exception=False) from None
-        msg = f"Enrolled **{summary['name']}** from {summary['clips']} clip{'s' if summary['clips'] != 1 else ''}."
+        n_clips = summary["clips"]
+        msg = f"Enrolled **{md_escape(summary['name'])}** from {n_clips} clip{'s' if n_clips != 1 else ''}."
         if summary["errors"]:
-            msg += " Skipped: " + "; ".join(summary["errors"])
+            msg += " Skipped: " + "; ".join(md_escape(e) for e in summary["errors"])
         names = _speaker_choices(app)
         return (
             f"{msg}\n\n{_registry_markdown(app)}",
@@ -516,7 +575,7 @@ def build_app(
         except RegistryError as e:
             raise gr.Error(_message(e), print_exception=False) from None
         return (
-            f"Removed **{clean}**.\n\n{_registry_markdown(app)}",
+            f"Removed **{md_escape(clean)}**.\n\n{_registry_markdown(app)}",
             app.speakers(),
             gr.Dropdown(choices=_speaker_choices(app), value=None, allow_custom_value=True),
         )
@@ -535,7 +594,7 @@ def build_app(
 
     # -- layout --------------------------------------------------------------------------------------------
     d = engine.describe()
-    with gr.Blocks(
+    with _blocks_class()(
         title="speakerid: who is speaking?", analytics_enabled=False, delete_cache=(1800, 3600)
     ) as demo:
         gr.Markdown(

@@ -6,6 +6,7 @@ Item 4 (`speakerid registry list` naming the registry it shows) is covered with 
 from __future__ import annotations
 
 import io
+import json
 import os
 import pickle
 import signal
@@ -282,3 +283,182 @@ def test_sample_rate_zero_is_reported_as_an_invalid_header(tmp_path):
     with pytest.raises(AudioError, match=r"invalid header: sample rate 0$"):
         load_audio(flac)
     assert load_audio(_wav_with_rate(8000)).shape == (16000,)  # the same file with its rate is fine
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The app (items 2, 9, 11): `python app.py` with the shipped model in a subprocess, driven by gradio_client
+
+
+class _App:
+    def __init__(self, tmp: Path):
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}/"
+        self.log_path = tmp / "server.log"
+        self.log = open(self.log_path, "w")  # noqa: SIM115 - closed in stop()
+        env = _env(SPEAKERID_HOME=str(tmp / "home"), GRADIO_TEMP_DIR=str(tmp / "gradio"), PYTHONUNBUFFERED="1",
+                   GRADIO_ANALYTICS_ENABLED="False")  # fmt: skip
+        cmd = [sys.executable, str(REPO / "app.py"), "--port", str(port), "--device", "cpu"]
+        self.proc = subprocess.Popen(cmd, cwd=tmp, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout: float = 150.0) -> None:
+        import urllib.request
+
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.proc.poll() is None, f"app.py exited:\n{self.log_path.read_text()[-3000:]}"
+            try:
+                with urllib.request.urlopen(self.url + "gradio_api/info", timeout=5) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        raise AssertionError(f"app.py not ready after {timeout:g} s:\n{self.log_path.read_text()[-3000:]}")
+
+    def call(self, api_name: str, data: list) -> str:
+        """The HTTP API as curl uses it (Gradio's "view API" page): POST the inputs, read the result stream."""
+        import urllib.request
+
+        body = json.dumps({"data": data}).encode()
+        req = urllib.request.Request(
+            f"{self.url}gradio_api/call/{api_name}", body, {"Content-Type": "application/json"}
+        )
+        with urllib.request.urlopen(req, timeout=30) as r:
+            event = json.loads(r.read())["event_id"]
+        with urllib.request.urlopen(f"{self.url}gradio_api/call/{api_name}/{event}", timeout=120) as r:
+            return r.read().decode()
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    pytest.importorskip("gradio", reason="the web demo needs gradio (pip install -e '.[app]')")
+    gradio_client = pytest.importorskip(
+        "gradio_client", reason="needs gradio_client (pip install -e '.[test]')"
+    )
+    from speakerid.runtime import default_model_path
+
+    samples = sorted((default_model_path().parent / "samples").glob("*.wav"))
+    if not default_model_path().is_file() or not samples:
+        pytest.skip("the shipped model or its sample clips are missing (scripts/package_default.py)")
+    srv = _App(tmp_path_factory.mktemp("app"))
+    try:
+        srv.wait_ready()
+        srv.samples = samples
+        srv.client = gradio_client.Client(srv.url, verbose=False)
+        yield srv
+    finally:
+        srv.stop()
+
+
+def test_app_scores_are_labelled_cosine_similarities_with_the_threshold(app):
+    from gradio_client import handle_file
+
+    label, details, _, _ = app.client.predict(handle_file(str(app.samples[0])), api_name="/identify")
+    assert "| Speaker | Cosine similarity | Threshold " in details and "not probabilities" in details, details
+    thr = float(details.split("| Threshold ", 1)[1].split(" ", 1)[0])  # the table's header names it
+    for c in label[
+        "confidences"
+    ]:  # every bar's value is in the table, as a similarity, against the threshold
+        side = "above" if c["confidence"] >= thr else "below"
+        assert f"| {c['label']} | {c['confidence']:.2f} | {side} |" in details or c["confidence"] == 0.0
+    assert "%" not in details
+
+
+def test_app_escapes_speaker_names_in_markdown(app):
+    markdown_it = pytest.importorskip("markdown_it", reason="renders the status Markdown as CommonMark")
+    from gradio_client import handle_file
+
+    name = "**bold** _it_ <b>x</b> [a](b) |"
+    status, table, _ = app.client.predict(
+        name, [handle_file(str(app.samples[0]))], None, False, api_name="/enroll"
+    )
+    html = markdown_it.MarkdownIt("commonmark").render(status)
+    assert "<strong>bold</strong>" not in html and "<em>it</em>" not in html and "<b>x</b>" not in html
+    assert "**bold** _it_ &lt;b&gt;x&lt;/b&gt; [a](b) |" in html  # shown as typed
+    assert [name, 1] in table["data"]
+    status, _, _ = app.client.predict(name, api_name="/remove_speaker")
+    assert "**bold** _it_ &lt;b&gt;x&lt;/b&gt; [a](b) |" in markdown_it.MarkdownIt("commonmark").render(
+        status
+    )
+
+
+def test_app_refuses_server_paths_with_a_clear_message_and_no_traceback(app):
+    from gradio_client.exceptions import AppError
+
+    server_file = str(REPO / "README.md")  # exists on the server, but was never uploaded
+    with pytest.raises(
+        AppError, match=r"^Refused: a file input must be an uploaded file, not a value of type str"
+    ):
+        app.client.predict(server_file, api_name="/identify")
+    file_data = {"path": server_file, "meta": {"_type": "gradio.FileData"}}
+    for api_name, data in [("identify", [file_data]), ("enroll", ["Eve", [file_data], None, False])]:
+        answer = app.call(api_name, data)
+        assert answer.startswith("event: error"), answer
+        assert "Refused: only files uploaded to this app are read, not paths on the server" in answer, answer
+    log = app.log_path.read_text()
+    assert "Traceback" not in log and "InvalidPathError" not in log, log[-3000:]
+
+
+def test_app_page_shows_no_percentages_for_similarities(app):
+    """In the browser, the gr.Label bars carry no "82 %" text; the details table says what the numbers are."""
+    import shutil
+
+    sync_api = pytest.importorskip(
+        "playwright.sync_api", reason="needs playwright (pip install -e '.[test]')"
+    )
+    chromium = os.environ.get("SPEAKERID_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(chromium).is_file():
+        pytest.skip("no Chromium browser installed (Debian: apt-get install -y chromium)")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page()
+            page.set_default_timeout(60_000)
+            page.goto(app.url, wait_until="domcontentloaded")
+            with page.expect_response(lambda r: "/gradio_api/upload" in r.url and r.request.method == "POST"):
+                page.locator("#audio-in input[type=file]").set_input_files(str(app.samples[0]))
+            page.locator("#identify-btn").click()
+            answer = page.locator("#verdict [data-testid=label-output-value]")
+            sync_api.expect(answer).not_to_be_empty(timeout=60_000)
+            sync_api.expect(page.locator("#verdict .confidence-set").first).to_be_visible()  # the bars
+            percents = page.locator("#verdict dd.confidence")
+            assert (
+                percents.count() >= 1 and "%" in percents.first.text_content()
+            )  # Gradio's text is there ...
+            assert all(not percents.nth(i).is_visible() for i in range(percents.count()))  # ... but not shown
+            assert "%" not in page.locator("#verdict").inner_text()
+            sync_api.expect(page.locator("#details")).to_contain_text("Cosine similarity", timeout=60_000)
+        finally:
+            browser.close()
+
+
+def test_identify_table_says_what_the_scores_are(tmp_path, monkeypatch, capsys):
+    from speakerid.cli import main
+    from speakerid.runtime import default_model_path
+
+    clip = default_model_path().parent / "samples" / "george_1.wav"
+    if not clip.is_file():
+        pytest.skip("the shipped model's sample clips are missing")
+    monkeypatch.setenv("SPEAKERID_HOME", str(tmp_path))  # the bundled registry: cosine similarities
+    assert main(["identify", str(clip), "--top-k", "3", "--no-progress"]) == 0
+    out, err = capsys.readouterr()
+    header = out.splitlines()[0]
+    assert header.split()[:3] == ["speaker", "score", "top-3"]
+    assert 'top-3 (cosine similarity; "unknown" below 0.' in header and "scores: cosine similarity" in err
+    assert main(["identify", str(clip), "--top-k", "3", "--no-progress", "--registry", "none"]) == 0
+    out, err = capsys.readouterr()
+    assert "top-3 (class probability)" in out.splitlines()[0] and "scores: class probability" in err
