@@ -185,14 +185,15 @@ def test_temp_file_of_a_killed_writer_is_removed_by_the_next_write(tmp_path):
 
 
 def test_resumed_epoch_reports_the_throughput_of_the_steps_it_ran(prepared, tmp_path):
-    # 24 training clips at batch 4: 6 steps per epoch. Crash after 5 steps of epoch 2, so the resumed run trains
-    # 1 step of epoch 2 and all 6 of epoch 3. Counting the 5 skipped steps' samples inflated epoch 2's rate ~6x.
-    cfg = TrainConfig(name="t", data=str(prepared), out=str(tmp_path), epochs=3, batch_size=4, ckpt_every=0,
+    # 24 training clips at batch 2: 12 steps per epoch. Crash after 11 steps of epoch 2, so the resumed run trains
+    # 1 step of epoch 2 and all 12 of epoch 3. Counting the 11 skipped steps' samples inflated epoch 2's rate ~12x
+    # (the same rate within noise is ~1x: the bound sits between, with a wide margin on both sides).
+    cfg = TrainConfig(name="t", data=str(prepared), out=str(tmp_path), epochs=3, batch_size=2, ckpt_every=0,
                       **TINY)  # fmt: skip
-    assert train(cfg, progress=False, stop_after_steps=11) == {"stopped_at_step": 11}
+    assert train(cfg, progress=False, stop_after_steps=23) == {"stopped_at_step": 23}
     rows = train(cfg, resume=True, progress=False)["metrics"]
     resumed, full = rows[1]["samples_per_s"], rows[2]["samples_per_s"]
-    assert resumed < 2.5 * full, (resumed, full)
+    assert resumed < 3.5 * full, (resumed, full)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -200,15 +201,21 @@ def test_resumed_epoch_reports_the_throughput_of_the_steps_it_ran(prepared, tmp_
 
 
 def _children(pid: int) -> list[int]:
+    """Live processes forked from ``pid`` (same command line: pool workers, not helpers such as a resource tracker)."""
     kids = []
+    cmdline = (Path("/proc") / str(pid) / "cmdline").read_bytes()
     for d in Path("/proc").iterdir():
         if d.name.isdigit():
             try:
                 fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
+                if (
+                    int(fields[1]) == pid
+                    and fields[0] not in "ZX"
+                    and (d / "cmdline").read_bytes() == cmdline
+                ):
+                    kids.append(int(d.name))
+            except OSError:  # the process ended meanwhile
                 continue
-            if int(fields[1]) == pid and fields[0] not in "ZX":
-                kids.append(int(d.name))
     return kids
 
 
