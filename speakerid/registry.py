@@ -304,6 +304,8 @@ class SpeakerRegistry:
         """Remove all of ``names`` or, if any is not enrolled, none of them (RegistryError naming those)."""
         clean = [validate_name(n) for n in names]
         missing = [n for n in clean if n not in self.speakers]
+        if len(missing) == 1 and len(clean) == 1:
+            raise RegistryError(f"speaker {missing[0]!r} is not enrolled")
         if missing:
             raise RegistryError(
                 f"not enrolled: {', '.join(repr(n) for n in missing)}"
