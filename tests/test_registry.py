@@ -94,7 +94,14 @@ def test_a_new_registry_is_empty_unless_asked(capsys, fsdd, tmp_path):
 
     bundled = tmp_path / "bundled.json"
     rc, data, err = run(
-        capsys, "enroll", "--name", "Ann", *clips(fsdd, "george"), "--registry", str(bundled), "--with-bundled"
+        capsys,
+        "enroll",
+        "--name",
+        "Ann",
+        *clips(fsdd, "george"),
+        "--registry",
+        str(bundled),
+        "--with-bundled",
     )
     assert rc == 0, err
     assert SpeakerRegistry.load(bundled).names == sorted(["Ann", *SPEAKERS])
