@@ -45,6 +45,7 @@ from speakerid.audio import CROP_SAMPLES, fixed_crops, load_audio
 from speakerid.checkpoint import fingerprint, load_checkpoint, model_from_checkpoint
 from speakerid.models import SequenceClassifier, count_parameters
 from speakerid.onnx_engine import SIDECAR_FORMAT
+from speakerid.vad import VadSettings, silero_version
 
 __all__ = [
     "SIDECAR_FORMAT",
@@ -253,6 +254,8 @@ def export_onnx(
         },
         "sample_rate": sample_rate,
         "crop": crop,
+        # Speech detection applied before the graph by speakerid.runtime (same settings as the checkpoint's).
+        "vad": VadSettings.from_dict(fe.get("vad")).to_dict() | {"silero_vad_version": silero_version()},
         "labels": list(ckpt["labels"]),
         "model_config": model.config.to_dict(),
         "fingerprint": fingerprint(ckpt["model"]),

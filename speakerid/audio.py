@@ -191,7 +191,9 @@ def validate(
     if silence_dbfs is not None:
         level = peak_dbfs(wave)
         if level < silence_dbfs:
-            raise AudioError(name, f"silent: peak level {level:.1f} dBFS is below {silence_dbfs:g} dBFS")
+            raise AudioError(
+                name, f"silent: peak level {level:.1f} dBFS is below {silence_dbfs:g} dBFS (no speech found)"
+            )
     return wave
 
 

@@ -181,42 +181,160 @@ def _cmd_evaluate(args) -> int:
     return 0
 
 
+def _cap_threads(n: int | None) -> int:
+    """Torch intra-op threads for enroll/registry: ``n``, default min(4, usable cores); a shared machine is
+    not taken over by one enrollment, and the small model gains nothing from more."""
+    import torch
+
+    from .identify import _cpu_count
+
+    n = n or min(4, _cpu_count())
+    torch.set_num_threads(max(1, n))
+    return n
+
+
+def _speaker_folders(root: str) -> list[tuple[str, list[str]]]:
+    """``DIR/<speaker>/**/<audio>`` -> [(speaker, [files])], sorted; raises ValueError when there is none."""
+    from .identify import AUDIO_EXTENSIONS, _walk
+
+    base = Path(root)
+    if not base.is_dir():
+        raise ValueError(f"{root}: not a folder (--from-folder wants one sub-folder of clips per speaker)")
+    out = []
+    for d in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        files = _walk(str(d), AUDIO_EXTENSIONS)
+        if files:
+            out.append((d.name, files))
+    if not out:
+        raise ValueError(f"{root}: no sub-folder with audio files (expected {root}/<speaker>/<clips>)")
+    return out
+
+
 def _cmd_enroll(args) -> int:
-    from .registry import RegistryError, SpeakerRegistry
+    from tqdm import tqdm
+
+    from .registry import RegistryError, SpeakerRegistry, embed_clips, resolve, validate_name
     from .runtime import load_engine
 
-    engine = load_engine(args.model)
-    path = Path(args.registry) if args.registry else engine.default_registry_path()
-    reg = SpeakerRegistry.load_for_edit(path, engine)
+    if bool(args.from_folder) == bool(args.name or args.clips):
+        print("error: give either --name NAME CLIPS... or --from-folder DIR", file=sys.stderr)
+        return 2
+    if args.name and not args.clips:
+        print("error: --name needs at least one clip", file=sys.stderr)
+        return 2
+    _cap_threads(args.threads)
+    engine = load_engine(args.model, device="cpu" if args.device == "auto" else args.device)
+    loc = resolve(engine, args.registry)
     try:
-        summary = reg.enroll(args.name, args.clips, engine, overwrite=args.overwrite)
+        groups = _speaker_folders(args.from_folder) if args.from_folder else [(args.name, list(args.clips))]
+        groups = [(validate_name(n), clips) for n, clips in groups]
+    except (ValueError, RegistryError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    # Embed everything first (slow, no lock held), then one locked re-read + merge + atomic write.
+    bar = tqdm(
+        total=sum(len(c) for _, c in groups),
+        unit="clip",
+        disable=True if args.no_progress else None,
+        file=sys.stderr,
+        dynamic_ncols=True,
+    )
+    embedded, errors, failed = {}, [], []
+    for name, clips in groups:
+        bar.set_postfix_str(name, refresh=False)
+        embs, errs = embed_clips(engine, clips, progress=lambda: bar.update(1))
+        errors += errs
+        if len(embs):
+            embedded[name] = embs
+        else:
+            failed.append(f"no usable clip to enroll {name!r}" + (": " + "; ".join(errs) if errs else ""))
+    bar.close()
+    for err in errors:
+        print(f"skipped {err}", file=sys.stderr)
+    for f in failed:
+        print(f"error: {f}", file=sys.stderr)
+    if not embedded:
+        return 2
+    existed = loc.path.is_file()
+
+    def add_all(reg: SpeakerRegistry) -> list[str]:
+        return [reg.add(n, e, overwrite=args.overwrite) for n, e in embedded.items()]
+
+    try:
+        reg, added = SpeakerRegistry.update(loc.path, engine, add_all, with_bundled=args.with_bundled)
     except RegistryError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    reg.save(path)
-    for err in summary["errors"]:
-        print(f"skipped {err}", file=sys.stderr)
-    print(json.dumps({"registry": str(path)} | {k: v for k, v in summary.items() if k != "errors"}, indent=2))
-    return 0 if not summary["errors"] else 1
+    if not existed:
+        start = "the bundled speakers" if args.with_bundled and loc.bundled else "empty"
+        print(f"created registry {loc.path} (started {start})", file=sys.stderr)
+    summary = {
+        "registry": str(loc.path),
+        "enrolled": [{"name": n, "clips": len(embedded[n])} for n in added],
+        "speakers": len(reg),
+        "threshold": reg.threshold,
+        "threshold_source": reg.threshold_source,
+    }
+    print(json.dumps(summary, indent=2, ensure_ascii=False))
+    return 0 if not errors and not failed else 1
 
 
 def _cmd_registry(args) -> int:
-    from .registry import RegistryError, SpeakerRegistry
+    from .registry import RegistryError, SpeakerRegistry, resolve
     from .runtime import load_engine
 
-    engine = load_engine(args.model)
-    path = Path(args.registry) if args.registry else engine.default_registry_path()
-    reg = SpeakerRegistry.load_for_edit(path, engine)
+    _cap_threads(args.threads)
+    engine = load_engine(args.model, device="cpu")
+    loc = resolve(engine, args.registry)
     if args.action == "remove":
+        if not args.names:
+            print("error: registry remove needs at least one speaker name", file=sys.stderr)
+            return 2
+        if not loc.path.is_file() and not args.with_bundled:
+            print(
+                f"error: {loc.path} does not exist yet, so there is nothing to remove"
+                + (
+                    " (to start it from the bundled speakers minus these, add --with-bundled)"
+                    if loc.bundled
+                    else ""
+                ),
+                file=sys.stderr,
+            )
+            return 2
         try:
-            reg.remove(args.name)
+            reg, removed = SpeakerRegistry.update(
+                loc.path, engine, lambda r: r.remove(*args.names), with_bundled=args.with_bundled
+            )
         except RegistryError as e:
             print(f"error: {e}", file=sys.stderr)
             return 2
-        reg.save(path)
-    print(
-        json.dumps({"registry": str(path), "threshold": reg.threshold, "speakers": reg.summary()}, indent=2)
-    )
+        print(f"removed {', '.join(removed)} from {loc.path}", file=sys.stderr)
+        shown, bundled = loc.path, False
+    elif args.names:
+        print("error: registry list takes no speaker names", file=sys.stderr)
+        return 2
+    elif loc.read is None or not loc.read.is_file():
+        if loc.explicit:
+            print(f"error: {loc.path}: no such registry", file=sys.stderr)
+            return 2
+        reg, shown, bundled = None, None, False
+    else:
+        reg, shown, bundled = SpeakerRegistry.load(loc.read), loc.read, loc.is_bundled
+        reg.check_model(engine, loc.read)
+    out = {
+        "registry": None if shown is None else str(shown),
+        "bundled": bundled,
+        "shown": loc.describe() if args.action == "list" else str(loc.path),
+        "threshold": None if reg is None else reg.threshold,
+        "threshold_source": None if reg is None else reg.threshold_source,
+        "speakers": [] if reg is None else reg.summary(),
+    }
+    if bundled:
+        out["note"] = (
+            f"no registry at {loc.path} yet: these are the speakers bundled with the model (read-only). "
+            "`speakerid enroll` creates it empty; add --with-bundled to start it from these."
+        )
+    print(json.dumps(out, indent=2, ensure_ascii=False))
     return 0
 
 
@@ -243,19 +361,39 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--n-enroll", type=int, default=5)
     e.set_defaults(func=_cmd_evaluate)
 
-    n = sub.add_parser("enroll", help="add a speaker to the registry from a few clips")
-    n.add_argument("--name", required=True)
-    n.add_argument("clips", nargs="+")
+    n = sub.add_parser(
+        "enroll",
+        help="add speakers to the registry from a few clips each",
+        description="Enroll one speaker (--name NAME CLIPS...) or many (--from-folder DIR: one sub-folder of "
+        "clips per speaker, named after it) in one process. Only the clips' speech is embedded; clips without "
+        "speech are skipped and reported. A registry that does not exist yet is created empty "
+        "(--with-bundled: with the shipped model's bundled speakers). Safe to run concurrently.",
+    )
+    n.add_argument("--name", help="the speaker's name")
+    n.add_argument("clips", nargs="*", help="audio files of the speaker")
+    n.add_argument("--from-folder", metavar="DIR", help="DIR/<speaker>/<clips>: enroll every sub-folder")
     n.add_argument("--model", "--checkpoint", dest="model", default=None, help="default: the shipped model")
     n.add_argument("--registry", help="registry file (default: the model's registry)")
     n.add_argument("--overwrite", action="store_true", help="replace an existing speaker of that name")
+    n.add_argument(
+        "--with-bundled",
+        action="store_true",
+        help="when the registry does not exist yet, start it from the speakers bundled with the model",
+    )
+    n.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: min(4, cores))")
+    n.add_argument("--device", default="auto", help="cpu (default) or cuda")
+    n.add_argument("--no-progress", action="store_true", help="no progress bar")
     n.set_defaults(func=_cmd_enroll)
 
-    r = sub.add_parser("registry", help="list or remove enrolled speakers")
+    r = sub.add_parser("registry", help="list enrolled speakers, or remove some (remove A B C)")
     r.add_argument("action", choices=["list", "remove"])
-    r.add_argument("name", nargs="?")
+    r.add_argument("names", nargs="*", metavar="NAME")
     r.add_argument("--model", "--checkpoint", dest="model", default=None)
     r.add_argument("--registry")
+    r.add_argument(
+        "--with-bundled", action="store_true", help="remove: start a new registry from the bundled speakers"
+    )
+    r.add_argument("--threads", type=int, default=0, help=argparse.SUPPRESS)
     r.set_defaults(func=_cmd_registry)
 
     _add_identify(sub)

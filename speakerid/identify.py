@@ -8,8 +8,9 @@ the shell leaves them alone) and ``@list.txt`` files naming one path, folder or 
 the current directory; blank lines and ``#`` comments are skipped).
 
 Pipeline: a pool of ``--workers`` threads decodes files (``speakerid.audio.load_audio``: any format libsndfile
-reads, any channel count, resampled to the model's rate with the training front-end's resampler) and cuts them
-into the model's crops (``fixed_crops``; at most ``--max-crops`` per file, so a 10-hour file costs what a long
+reads, any channel count, resampled to the model's rate with the training front-end's resampler), keeps their
+speech (``speakerid.vad``: a file with no speech, or too little, gets an error row) and cuts it into the model's
+crops (``fixed_crops``; at most ``--max-crops`` per file, so a 10-hour file costs what a long
 one does); the main thread runs the model on batches of ``--batch-size`` crops taken from several files at once
 and aggregates each file's crops with ``Identifier.score`` -- the same code as ``Identifier.identify``, so a
 file gets the same answer here, in the app and in Python. Rows come out in input order as soon as a file is
@@ -37,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import AudioError, fixed_crops, load_audio
+from .audio import AudioError, fixed_crops
 
 __all__ = ["AUDIO_EXTENSIONS", "add_arguments", "run", "discover", "identify_files", "FileResult"]
 
@@ -154,6 +155,7 @@ class FileResult:
             "mode": p.mode if p else None,
             "duration": round(p.duration, 3) if p else None,
             "n_crops": p.n_crops if p else 0,
+            "speech": round(p.speech, 3) if p and p.speech is not None else None,
         }
         if segments:
             row["segments"] = p.segments if p else []
@@ -164,8 +166,9 @@ class FileResult:
 class _Decoded:
     path: str
     crops: np.ndarray | None = None  # (N, crop) float32
-    starts: np.ndarray | None = None  # (N,) int64
-    n_samples: int = 0
+    starts: np.ndarray | None = None  # (N,) int64, in the speech kept
+    n_samples: int = 0  # in the file
+    index: np.ndarray | None = None  # (T_kept,) positions of the kept speech in the file (None: all kept)
     error: str | None = None
 
 
@@ -195,12 +198,14 @@ def _open_for_decode(path: str):
 
 
 def _decode(identifier, path: str) -> _Decoded:
-    """Worker: decode + validate + crop one file; every failure becomes an error string."""
+    """Worker: decode + validate + keep the speech + crop one file; every failure becomes an error string."""
+    from .runtime import load_speech
+
     o, crop = identifier.options, identifier.engine.crop
     try:
-        wave = load_audio(_open_for_decode(path), identifier.engine.sample_rate, max_seconds=o.max_seconds)
+        wave, index, n = load_speech(identifier.engine, _open_for_decode(path), o.max_seconds, _display(path))
         crops, starts = fixed_crops(wave, crop, o.hop, o.max_crops)
-        return _Decoded(path, np.ascontiguousarray(crops), starts, len(wave))
+        return _Decoded(path, np.ascontiguousarray(crops), starts, n, index)
     except AudioError as e:
         return _Decoded(path, error=e.reason)
     except MemoryError:
@@ -314,6 +319,7 @@ def identify_files(
                     np.concatenate([p.emb[a] for a in order]),
                     p.d.starts,
                     p.d.n_samples,
+                    p.d.index,
                 )
                 p.d.crops = None
                 yield FileResult(p.d.path, prediction=pred)

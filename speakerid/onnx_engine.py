@@ -31,6 +31,7 @@ import numpy as np
 
 from .audio import CROP_SAMPLES, SAMPLE_RATE
 from .runtime import Engine
+from .vad import VadSettings
 
 __all__ = ["OnnxEngine", "OnnxModelError", "cuda_status", "SIDECAR_FORMAT"]
 
@@ -153,6 +154,13 @@ class OnnxEngine(Engine):
         self.crop = int(meta.get("crop", CROP_SAMPLES))
         self.fingerprint = str(meta["fingerprint"])
         self.threshold = float(meta.get("threshold", 0.5))
+        vad = dict(meta.get("vad") or {})
+        vad.pop("silero_vad_version", None)  # informative: the version the exporter had
+        try:
+            # Sidecars written before speech detection existed get the defaults, as checkpoints do.
+            self.vad = VadSettings.from_dict(vad or None)
+        except (TypeError, ValueError) as e:
+            raise OnnxModelError(f"{side}: bad speech-detection settings in the sidecar ({e})") from e
         self.n_parameters = int(meta.get("n_parameters", 0))
         self.fp16 = bool(meta.get("fp16", False))
         self.input_name = meta.get("input", {}).get("name", "wav")

@@ -2,13 +2,37 @@
 
 The registry is a small JSON file. Names are data (JSON keys), never file paths. A registry remembers the
 fingerprint of the model whose embeddings it holds and refuses to be scored with another model.
+
+**Which registry** (decided only in :func:`resolve`): ``--registry FILE`` when given; otherwise the model's
+default registry (for the shipped model, and ONNX exports of it, ``$SPEAKERID_HOME`` or
+``~/.cache/speakerid/registry-<fingerprint>.json``; for other models ``<model>.registry.json`` beside it). Until
+that file exists, identification uses the registry bundled with the shipped model (read-only).
+
+**New registries are empty**: the first enrollment into a file that does not exist creates it with only the
+new speakers, unless ``with_bundled`` (``--with-bundled``) asks to start from the bundled speakers.
+
+**Threshold**: a new registry starts from the model's calibrated "unknown" threshold. After every change it is
+recalibrated from the enrolled speakers when there are enough of them (:data:`CALIBRATE_MIN_SPEAKERS` speakers
+with at least :data:`CALIBRATE_MIN_CLIPS` clips each): each clip is scored against the centroid of its own
+speaker's *other* clips (genuine) and against every other speaker's centroid (impostor), and the threshold is
+the equal-error point of those scores. With fewer, the model's threshold is kept. ``threshold_source`` says
+which.
+
+**Concurrent writers** (two ``speakerid enroll``, the app and a CLI) never lose a name: every write goes
+through :meth:`SpeakerRegistry.update`, which holds an exclusive ``fcntl`` lock on ``<registry>.lock``,
+re-reads the file, applies the one change (add these speakers / remove those), recalibrates and writes it
+atomically (``speakerid.atomic``). Embeddings are computed before taking the lock, so the lock is held for
+milliseconds.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import unicodedata
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +40,23 @@ import numpy as np
 from .atomic import atomic_open
 from .audio import AudioError
 
-__all__ = ["RegistryError", "SpeakerRegistry", "validate_name", "UNKNOWN"]
+try:
+    import fcntl
+except ImportError:  # not POSIX: writes stay atomic, but concurrent writers are not serialised
+    fcntl = None
+
+__all__ = [
+    "RegistryError",
+    "SpeakerRegistry",
+    "RegistryLocation",
+    "resolve",
+    "validate_name",
+    "UNKNOWN",
+    "embed_clips",
+]
+
+CALIBRATE_MIN_SPEAKERS = 2  # recalibrate the threshold from enrolled clips with at least this many speakers
+CALIBRATE_MIN_CLIPS = 3  # ... each with at least this many clips
 
 FORMAT = "speakerid-registry-v1"
 UNKNOWN = "unknown"
@@ -43,10 +83,86 @@ def validate_name(name: str) -> str:
     return clean
 
 
+@dataclass(frozen=True)
+class RegistryLocation:
+    """Where an engine's speakers live. ``path``: the file written by enroll/remove. ``read``: the file that
+    identification reads now (``path`` once it exists; before that the bundled registry, or None).
+    ``bundled``: the registry shipped with the model (read-only), or None."""
+
+    path: Path
+    read: Path | None
+    bundled: Path | None
+    explicit: bool  # --registry was given
+
+    @property
+    def is_bundled(self) -> bool:
+        return self.read is not None and self.read == self.bundled and self.read != self.path
+
+    def describe(self) -> str:
+        if self.read is None:
+            return f"{self.path} (does not exist yet; no bundled registry for this model)"
+        if self.is_bundled:
+            return f"{self.read} (bundled with the model, read-only; enrollments go to {self.path})"
+        return str(self.read)
+
+
+def resolve(engine, registry: str | os.PathLike | None = None) -> RegistryLocation:
+    """The one place that decides which registry file an engine uses (see the module docstring)."""
+    bundled = engine.bundled_registry_path()
+    if registry is not None:
+        path = Path(registry)
+        return RegistryLocation(path, path, bundled, True)
+    path = Path(engine.default_registry_path())
+    read = path if path.is_file() else bundled
+    return RegistryLocation(path, read, bundled, False)
+
+
+def embed_clips(engine, clips, names=None, progress: Callable[[], None] | None = None):
+    """Embed each clip's speech -> (unit embeddings (N, D) of the usable clips, ["<clip>: <problem>", ...]).
+
+    ``clips``: paths, bytes or (T,) arrays; ``names`` label them in errors. Clips with no speech, too little
+    speech or bad audio are reported, never embedded. ``progress`` is called once per clip."""
+    from .runtime import clip_embedding
+
+    embs, errors = [], []
+    names = list(names) if names is not None else [None] * len(clips)
+    for clip, name in zip(clips, names):
+        try:
+            embs.append(clip_embedding(engine, clip, name=name))
+        except AudioError as e:
+            errors.append(str(e))
+        if progress is not None:
+            progress()
+    return (np.stack(embs) if embs else np.zeros((0, 0), np.float32)), errors
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """Exclusive lock on ``<path>.lock`` (a sidecar file: the registry itself is replaced by rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a+") as f:
+        if fcntl is not None:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            if fcntl is not None:
+                fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+
 class SpeakerRegistry:
-    def __init__(self, fingerprint: str, threshold: float, speakers: dict | None = None):
+    def __init__(
+        self,
+        fingerprint: str,
+        threshold: float,
+        speakers: dict | None = None,
+        model_threshold: float | None = None,
+        threshold_source: str = "model",
+    ):
         self.fingerprint = fingerprint
         self.threshold = float(threshold)
+        self.model_threshold = float(threshold if model_threshold is None else model_threshold)
+        self.threshold_source = threshold_source  # "model" or "enrolled: <how>"
         self.speakers: dict[str, dict] = speakers or {}  # name -> {"embeddings": [[...]], "centroid": [...]}
 
     # -- persistence ---------------------------------------------------------------------------------------
@@ -59,7 +175,16 @@ class SpeakerRegistry:
             raise RegistryError(f"{path}: cannot read speaker registry ({e})") from e
         if not isinstance(d, dict) or d.get("format") != FORMAT:
             raise RegistryError(f"{path}: not a speakerid registry (format tag {FORMAT!r} missing)")
-        return cls(d["model_fingerprint"], d["threshold"], d.get("speakers", {}))
+        try:
+            return cls(
+                d["model_fingerprint"],
+                d["threshold"],
+                d.get("speakers", {}),
+                d.get("model_threshold"),  # registries written before recalibration: the threshold itself
+                d.get("threshold_source", "model"),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise RegistryError(f"{path}: damaged speaker registry ({type(e).__name__}: {e})") from e
 
     @classmethod
     def load_or_new(cls, path: str | os.PathLike | None, engine) -> SpeakerRegistry:
@@ -71,13 +196,31 @@ class SpeakerRegistry:
         return cls(engine.fingerprint, engine.threshold)
 
     @classmethod
-    def load_for_edit(cls, path: str | os.PathLike | None, engine) -> SpeakerRegistry:
-        """The registry to add to or remove from: the file at ``path`` if it exists, else a copy of the registry
-        bundled with the (shipped) model so its speakers stay known, else a new empty one."""
-        if path is not None and Path(path).is_file():
-            return cls.load_or_new(path, engine)
-        bundled = engine.bundled_registry_path()
-        return cls.load_or_new(bundled, engine)
+    def update(
+        cls,
+        path: str | os.PathLike,
+        engine,
+        change: Callable[[SpeakerRegistry], object],
+        with_bundled: bool = False,
+    ) -> tuple[SpeakerRegistry, object]:
+        """Apply ``change(registry)`` to the registry file at ``path`` under an exclusive lock: re-read the
+        file (a new registry if it does not exist: empty, or the bundled speakers with ``with_bundled``),
+        change, recalibrate, write atomically. Returns (the registry as written, what ``change`` returned).
+        A RegistryError from ``change`` leaves the file as it was."""
+        path = Path(path)
+        with _locked(path):
+            if path.is_file():
+                reg = cls.load(path)
+                reg.check_model(engine, path)
+            elif with_bundled and engine.bundled_registry_path() is not None:
+                reg = cls.load(engine.bundled_registry_path())
+                reg.check_model(engine)
+            else:
+                reg = cls(engine.fingerprint, engine.threshold)
+            result = change(reg)
+            reg.recalibrate()
+            reg.save(path)
+        return reg, result
 
     def save(self, path: str | os.PathLike) -> None:
         """Atomic write (temp file + rename)."""
@@ -85,17 +228,49 @@ class SpeakerRegistry:
             "format": FORMAT,
             "model_fingerprint": self.fingerprint,
             "threshold": self.threshold,
+            "model_threshold": self.model_threshold,
+            "threshold_source": self.threshold_source,
             "speakers": self.speakers,
         }
         with atomic_open(path, "w", encoding="utf-8") as f:
             json.dump(d, f, ensure_ascii=False)
 
-    def check_model(self, engine) -> None:
+    def check_model(self, engine, path: str | os.PathLike | None = None) -> None:
+        """Refuse a registry made with another model (its embeddings mean nothing to this one)."""
         if engine.fingerprint != self.fingerprint:
+            where = f"{path}: " if path is not None else ""
             raise RegistryError(
-                f"registry was made with model {self.fingerprint}, but the loaded model is {engine.fingerprint}; "
-                "enroll the speakers again with this model"
+                f"{where}registry was made with model {self.fingerprint}, but the loaded model "
+                f"({getattr(engine, 'source', '?')}) is {engine.fingerprint}; enroll the speakers again with "
+                "this model or use its own registry"
             )
+
+    def recalibrate(self) -> None:
+        """Threshold from the enrolled clips when there are enough (see the module docstring), else the
+        model's. Genuine: each clip vs the centroid of its speaker's other clips; impostor: vs other centroids."""
+        ready = [n for n in self.names if len(self.speakers[n]["embeddings"]) >= CALIBRATE_MIN_CLIPS]
+        if len(ready) < CALIBRATE_MIN_SPEAKERS:
+            self.threshold, self.threshold_source = self.model_threshold, "model"
+            return
+        from .evaluation import equal_error_rate
+
+        cents = self.centroids()  # (S, D)
+        genuine, impostor = [], []
+        for i, n in enumerate(self.names):
+            emb = np.asarray(self.speakers[n]["embeddings"], dtype=np.float64)  # (N, D)
+            others = np.delete(cents, i, axis=0)
+            if len(others):
+                impostor.extend((emb @ others.T).ravel())
+            if len(emb) >= 2:
+                loo = emb.sum(0)[None] - emb  # (N, D): sum of the other clips
+                loo /= np.linalg.norm(loo, axis=1, keepdims=True) + 1e-12
+                genuine.extend((emb * loo).sum(1))
+        eer, thr = equal_error_rate(np.array(genuine), np.array(impostor))
+        self.threshold = round(float(thr), 6)
+        self.threshold_source = (
+            f"enrolled: equal-error point of {len(genuine)} genuine / {len(impostor)} impostor scores "
+            f"(EER {eer:.1%})"
+        )
 
     # -- editing -------------------------------------------------------------------------------------------
     def add(self, name: str, embeddings: np.ndarray, overwrite: bool = False) -> str:
@@ -111,31 +286,34 @@ class SpeakerRegistry:
         self.speakers[name] = {"embeddings": emb.round(6).tolist(), "centroid": c.round(6).tolist()}
         return name
 
-    def enroll(self, name: str, clips, engine, overwrite: bool = False) -> dict:
-        """Embed each clip (path/bytes/array) with ``engine`` and add the speaker. Bad clips are skipped and
-        reported; if none is usable the speaker is not added."""
-        from .runtime import clip_embedding
-
+    def enroll(self, name: str, clips, engine, overwrite: bool = False, names=None) -> dict:
+        """Embed each clip's speech (path/bytes/array; ``names`` label them in errors) with ``engine`` and add
+        the speaker (in memory; see :meth:`update` for files). Clips without speech or with bad audio are
+        skipped and reported; if none is usable the speaker is not added."""
         self.check_model(engine)
         name = validate_name(name)
         if name in self.speakers and not overwrite:
             raise RegistryError(f"speaker {name!r} is already enrolled (use overwrite to replace)")
-        embs, errors = [], []
-        for clip in clips:
-            try:
-                embs.append(clip_embedding(engine, clip))
-            except AudioError as e:
-                errors.append(str(e))
-        if not embs:
+        embs, errors = embed_clips(engine, clips, names)
+        if not len(embs):
             raise RegistryError(f"no usable clip to enroll {name!r}: " + "; ".join(errors))
-        self.add(name, np.stack(embs), overwrite=overwrite)
+        self.add(name, embs, overwrite=overwrite)
         return {"name": name, "clips": len(embs), "errors": errors}
 
-    def remove(self, name: str) -> None:
-        name = validate_name(name)
-        if name not in self.speakers:
-            raise RegistryError(f"speaker {name!r} is not enrolled")
-        del self.speakers[name]
+    def remove(self, *names: str) -> list[str]:
+        """Remove all of ``names`` or, if any is not enrolled, none of them (RegistryError naming those)."""
+        clean = [validate_name(n) for n in names]
+        missing = [n for n in clean if n not in self.speakers]
+        if len(missing) == 1 and len(clean) == 1:
+            raise RegistryError(f"speaker {missing[0]!r} is not enrolled")
+        if missing:
+            raise RegistryError(
+                f"not enrolled: {', '.join(repr(n) for n in missing)}"
+                + ("; nothing was removed" if len(clean) > len(missing) else "")
+            )
+        for n in clean:
+            self.speakers.pop(n, None)
+        return clean
 
     # -- scoring -------------------------------------------------------------------------------------------
     @property

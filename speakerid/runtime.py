@@ -3,7 +3,12 @@
 Used by ``speakerid identify``, ``speakerid enroll``, the Gradio app and the export parity tests, so a clip gets
 the same answer everywhere. Dim legend: B batch of crops, T samples per crop, K classes, D embedding size.
 
-Scoring: a clip is cut into fixed crops (``speakerid.audio.fixed_crops``); the model gives per-crop logits and
+Speech detection (``speakerid.vad``) comes first: only the samples the detector calls speech are cropped,
+embedded and voted on, and a clip without enough speech is refused with an AudioError naming it. The engine
+carries its detector settings (``engine.vad``, from the checkpoint or the ONNX sidecar), so a checkpoint and its
+ONNX export treat a clip the same way.
+
+Scoring: a clip's speech is cut into fixed crops (``speakerid.audio.fixed_crops``); the model gives per-crop logits and
 unit embeddings. With a non-empty speaker registry, the clip's embedding (mean of crop embeddings, normalised)
 is ranked against the enrolled speakers by cosine score and a best score below the registry's threshold answers
 "unknown". Without one, the crops' log-probabilities are averaged over the model's own classes.
@@ -20,6 +25,7 @@ import torch
 
 from .audio import CROP_SAMPLES, SAMPLE_RATE, AudioError, fixed_crops, load_audio
 from .registry import UNKNOWN, SpeakerRegistry
+from .vad import VadSettings, speech_only
 
 __all__ = [
     "Engine",
@@ -30,6 +36,7 @@ __all__ = [
     "Prediction",
     "Identifier",
     "clip_embedding",
+    "load_speech",
 ]
 
 PRETRAINED = Path(__file__).parent / "pretrained" / "default"
@@ -45,6 +52,16 @@ def user_dir() -> Path:
     return Path(os.environ.get("SPEAKERID_HOME") or Path.home() / ".cache" / "speakerid")
 
 
+def _bundled_fingerprint() -> str | None:
+    """Fingerprint of the shipped model, read from its bundled registry (cheap: no checkpoint load)."""
+    import json
+
+    try:
+        return json.loads((PRETRAINED / "registry.json").read_text(encoding="utf-8"))["model_fingerprint"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 class Engine:
     """A loaded model. Subclasses set the attributes and implement ``run``."""
 
@@ -57,20 +74,24 @@ class Engine:
     provider: str = "cpu"
     n_parameters: int = 0
     model_config: dict
+    vad: VadSettings = (
+        VadSettings()
+    )  # speech detection applied before the model (checkpoint/sidecar settings)
 
     def run(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, T) float32 crops -> (logits (B, K), unit embeddings (B, D)) float32."""
         raise NotImplementedError
 
     def default_registry_path(self) -> Path:
-        """``<model>.registry.json`` beside the model; for the shipped model a user-writable copy."""
-        if self.source.parent == PRETRAINED:
+        """Where enrollments go without ``--registry``: for the shipped model (checkpoint or an ONNX export of
+        it: same fingerprint) a user-writable file in :func:`user_dir`; else ``<model>.registry.json``."""
+        if self.bundled_registry_path() is not None:
             return user_dir() / f"registry-{self.fingerprint}.json"
         return self.source.with_suffix(".registry.json")
 
     def bundled_registry_path(self) -> Path | None:
-        p = self.source.parent / "registry.json"
-        return p if self.source.parent == PRETRAINED and p.is_file() else None
+        """The registry shipped with the default model, when this engine runs that model (by fingerprint)."""
+        return PRETRAINED / "registry.json" if _bundled_fingerprint() == self.fingerprint else None
 
     def describe(self) -> dict:
         return {
@@ -82,6 +103,7 @@ class Engine:
             "sample_rate": self.sample_rate,
             "crop_samples": self.crop,
             "fingerprint": self.fingerprint,
+            "vad": self.vad.to_dict(),
         }
 
 
@@ -107,6 +129,7 @@ class TorchEngine(Engine):
         self.crop = int(fe.get("crop", CROP_SAMPLES))
         self.fingerprint = fingerprint(ckpt["model"])
         self.threshold = float(ckpt.get("calibration", {}).get("threshold", 0.5))
+        self.vad = VadSettings.from_dict(fe.get("vad"))  # checkpoints made before speech detection: defaults
         self.provider = f"torch-{self.device.type}"
         self.n_parameters = count_parameters(self.model)
 
@@ -145,10 +168,11 @@ class Prediction:
     score: float  # probability (classes mode) or cosine score (registry mode) of ``speaker``'s best match
     top_k: list[tuple[str, float]]
     mode: str
-    duration: float  # seconds of audio used
+    duration: float  # seconds of audio in the clip
     n_crops: int
     embedding: np.ndarray | None = None
     segments: list[dict] = field(default_factory=list)  # [{start, end, speaker, score}]
+    speech: float | None = None  # seconds the speech detector kept (what was embedded and voted on)
 
     def to_dict(self) -> dict:
         return {
@@ -158,6 +182,7 @@ class Prediction:
             "mode": self.mode,
             "duration": round(self.duration, 3),
             "n_crops": self.n_crops,
+            "speech": None if self.speech is None else round(self.speech, 3),
             "segments": self.segments,
         }
 
@@ -172,14 +197,39 @@ def _log_softmax(x: np.ndarray) -> np.ndarray:
     return x - np.log(np.exp(x).sum(-1, keepdims=True))
 
 
-def clip_embedding(engine: Engine, clip, options: InferenceOptions | None = None) -> np.ndarray:
-    """Unit embedding (D,) of a clip (path, bytes or (T,) float32 array at engine.sample_rate)."""
-    o = options or InferenceOptions()
+def _clip_name(clip, name: str | None) -> str:
+    if name is not None:
+        return str(name)
+    if isinstance(clip, (str, os.PathLike)):
+        return os.fspath(clip)
+    return getattr(clip, "name", "<in-memory audio>")
+
+
+def load_speech(
+    engine: Engine, clip, max_seconds: float | None = None, name: str | None = None
+) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Decode (unless already a (T,) array at ``engine.sample_rate``) and keep the speech.
+
+    Returns ``(speech (T_kept,) float32, index (T_kept,) int64 positions in the clip or None when all was kept,
+    T samples in the clip)``. Raises AudioError naming the clip for undecodable audio, no speech or too little.
+    """
+    label = _clip_name(clip, name)
     wave = (
         clip
         if isinstance(clip, np.ndarray)
-        else load_audio(clip, engine.sample_rate, max_seconds=o.max_seconds)
+        else load_audio(clip, engine.sample_rate, max_seconds=max_seconds)
     )
+    speech, regions = speech_only(wave, label, engine.vad)
+    index = None if speech is wave else regions.index()
+    return speech, index, int(wave.shape[0])
+
+
+def clip_embedding(
+    engine: Engine, clip, options: InferenceOptions | None = None, name: str | None = None
+) -> np.ndarray:
+    """Unit embedding (D,) of a clip's speech (path, bytes or (T,) float32 array at engine.sample_rate)."""
+    o = options or InferenceOptions()
+    wave, _, _ = load_speech(engine, clip, o.max_seconds, name)
     crops, _ = fixed_crops(wave, engine.crop, o.hop, o.max_crops)
     _, emb = _run_batched(engine, crops, o.batch_size)
     e = emb.mean(0)
@@ -189,8 +239,9 @@ def clip_embedding(engine: Engine, clip, options: InferenceOptions | None = None
 class Identifier:
     """Engine + optional registry + options: ``identify(clip) -> Prediction``.
 
-    ``registry``: a SpeakerRegistry, a path, or "auto" (the engine's user registry if it exists, else the
-    registry bundled with the shipped model, else none).
+    ``registry``: a SpeakerRegistry, a path, or "auto" (``registry.resolve``: the engine's default registry if
+    it exists, else the registry bundled with the shipped model, else none). A registry made with another
+    model is refused (RegistryError).
     """
 
     def __init__(
@@ -201,19 +252,20 @@ class Identifier:
     ):
         self.engine = engine
         self.options = options or InferenceOptions()
+        source = None
         if registry == "auto":
             registry = self._auto_registry()
         elif registry is not None and not isinstance(registry, SpeakerRegistry):
-            registry = SpeakerRegistry.load(registry)
+            source, registry = registry, SpeakerRegistry.load(registry)
         if registry is not None:
-            registry.check_model(engine)
+            registry.check_model(engine, source)
         self.registry: SpeakerRegistry | None = registry
 
     def _auto_registry(self) -> SpeakerRegistry | None:
-        for p in (self.engine.default_registry_path(), self.engine.bundled_registry_path()):
-            if p is not None and Path(p).is_file():
-                return SpeakerRegistry.load(p)
-        return None
+        from .registry import resolve
+
+        loc = resolve(self.engine)
+        return SpeakerRegistry.load(loc.read) if loc.read is not None else None
 
     @property
     def mode(self) -> str:
@@ -233,17 +285,30 @@ class Identifier:
             return clip
         return load_audio(clip, self.engine.sample_rate, max_seconds=self.options.max_seconds)
 
-    def identify(self, clip) -> Prediction:
-        """A path, bytes, or (T,) float32 waveform at ``engine.sample_rate`` -> Prediction."""
-        wave = self.load(clip)
+    def identify(self, clip, name: str | None = None) -> Prediction:
+        """A path, bytes, or (T,) float32 waveform at ``engine.sample_rate`` -> Prediction of its speech.
+
+        ``name`` labels an in-memory clip in errors. Raises AudioError (bad audio, no or too little speech)."""
         o = self.options
+        wave, index, n_samples = load_speech(self.engine, clip, o.max_seconds, name)
         crops, starts = fixed_crops(wave, self.engine.crop, o.hop, o.max_crops)
         logits, emb = _run_batched(self.engine, crops, o.batch_size)
-        return self.score(logits, emb, starts, len(wave))
+        return self.score(logits, emb, starts, n_samples, index)
 
-    def score(self, logits: np.ndarray, emb: np.ndarray, starts: np.ndarray, n_samples: int) -> Prediction:
-        """Aggregate per-crop model outputs of one clip into a Prediction."""
+    def score(
+        self,
+        logits: np.ndarray,
+        emb: np.ndarray,
+        starts: np.ndarray,
+        n_samples: int,
+        index: np.ndarray | None = None,
+    ) -> Prediction:
+        """Aggregate per-crop model outputs of one clip into a Prediction.
+
+        ``starts`` (N,) are crop starts in the speech that was cropped; ``index`` (T_kept,) maps its samples to
+        positions in the clip of ``n_samples`` samples (None: nothing was dropped)."""
         o, sr, crop = self.options, self.engine.sample_rate, self.engine.crop
+        n_kept = n_samples if index is None else len(index)
         mode = self.mode
         e = emb.mean(0)
         e = e / (np.linalg.norm(e) + 1e-12)
@@ -266,11 +331,13 @@ class Identifier:
             for s, (name, sc) in zip(starts, crop_ranked):
                 if mode == "registry" and sc < self.threshold:
                     name = UNKNOWN
-                end = min(int(s) + crop, n_samples)
+                a, b = int(s), min(int(s) + crop, n_kept)
+                if index is not None:  # back to the clip's time line (dropped silence is not a segment)
+                    a, b = int(index[a]), int(index[b - 1]) + 1
                 segments.append(
                     {
-                        "start": round(int(s) / sr, 3),
-                        "end": round(end / sr, 3),
+                        "start": round(a / sr, 3),
+                        "end": round(b / sr, 3),
                         "speaker": name,
                         "score": round(sc, 6),
                     }
@@ -284,6 +351,7 @@ class Identifier:
             n_crops=len(starts),
             embedding=e,
             segments=segments,
+            speech=n_kept / sr,
         )
 
     def identify_many(self, clips) -> list[Prediction | AudioError]:

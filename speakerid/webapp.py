@@ -5,16 +5,19 @@ scoring) and :mod:`speakerid.registry` (enrollment, atomic saves), exactly as th
 adds what a browser needs: upload/duration caps, readable error messages instead of tracebacks, a bounded
 queue, and display (confidence bars, a waveform + spectrogram image, a who-speaks-when timeline).
 
-Registry semantics: enrolled speakers are saved to ``registry_path`` (default: the engine's user registry,
-``$SPEAKERID_HOME`` for the shipped model). Until that file exists the registry bundled with the shipped model
-(its training speakers) is used read-only; the first enrollment or removal copies those speakers into the user
-registry, so they stay identifiable. With no registry at all, the model's own classes are ranked.
+Registry semantics (``speakerid.registry.resolve``, as the CLI): enrolled speakers are saved to
+``registry_path`` (default: the engine's user registry, ``$SPEAKERID_HOME`` for the shipped model). Until that
+file exists the registry bundled with the shipped model (its training speakers) is used read-only; the first
+enrollment creates the file with only the new speaker (``with_bundled=True`` / ``--with-bundled``: with the
+bundled speakers too), while removing a bundled speaker starts the file from the bundled speakers minus that one.
+Every edit is a locked re-read + merge + atomic write (``SpeakerRegistry.update``), so speakers enrolled from a
+CLI meanwhile are kept, and the app re-reads the file whenever it changed on disk. With no registry at all, the
+model's own classes are ranked.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import math
 import os
 import re
@@ -28,7 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .audio import AudioError
-from .registry import UNKNOWN, RegistryError, SpeakerRegistry, validate_name
+from .registry import UNKNOWN, RegistryError, SpeakerRegistry, embed_clips, resolve, validate_name
 from .runtime import PRETRAINED, Engine, Identifier, InferenceOptions, Prediction, load_engine
 
 if TYPE_CHECKING:
@@ -285,29 +288,53 @@ class SpeakerApp:
         registry_path: str | os.PathLike | None,
         options: InferenceOptions,
         max_upload_mb: float,
+        with_bundled: bool = False,
     ):
         self.engine = engine
         self.options = options
         self.max_upload_bytes = int(max_upload_mb * 1024 * 1024)
         self.max_upload_mb = max_upload_mb
-        self.registry_path = Path(registry_path) if registry_path else engine.default_registry_path()
-        self.bundled_path = engine.bundled_registry_path()
+        self.location = resolve(engine, registry_path)
+        self.registry_path = self.location.path
+        self.bundled_path = self.location.bundled
+        self.with_bundled = with_bundled
         self._lock = threading.Lock()
+        self._seen = None  # (mtime_ns, size, inode) of the registry file the identifier was built from
         try:
-            self.identifier = Identifier(engine, self._current_registry(), options)
+            self._reload()
         except RegistryError as e:
             raise RegistryError(f"{e} (move {self.registry_path} away or pass another --registry)") from e
 
     # -- registry -----------------------------------------------------------------------------------------
-    def _current_registry(self) -> SpeakerRegistry | None:
-        if self.registry_path.is_file():
-            return SpeakerRegistry.load_or_new(self.registry_path, self.engine)
-        if self.bundled_path is not None:
-            return SpeakerRegistry.load(self.bundled_path)
-        return None
+    def _stat(self):
+        try:
+            st = os.stat(self.registry_path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def _reload(self) -> None:
+        seen = self._stat()
+        if seen is not None:
+            reg = SpeakerRegistry.load(self.registry_path)
+            reg.check_model(self.engine, self.registry_path)
+        elif self.bundled_path is not None:
+            reg = SpeakerRegistry.load(self.bundled_path)
+        else:
+            reg = None
+        self.identifier = Identifier(self.engine, reg, self.options)
+        self._seen = seen
+
+    def refresh(self) -> None:
+        """Re-read the registry if the file changed on disk (a CLI enrolled or removed someone)."""
+        if self._stat() != self._seen:
+            with self._lock:
+                if self._stat() != self._seen:
+                    self._reload()
 
     @property
     def registry(self) -> SpeakerRegistry | None:
+        self.refresh()
         return self.identifier.registry
 
     def registry_source(self) -> str:
@@ -317,48 +344,46 @@ class SpeakerApp:
             return f"bundled with the model (`{self.bundled_path}`, read-only)"
         return "none yet (the model's own classes are used)"
 
-    def _editable_registry(self) -> SpeakerRegistry:
-        """A private copy to edit: the user registry, else the bundled speakers, else a new empty one."""
-        current = self.identifier.registry
-        if current is None:
-            return SpeakerRegistry.load_or_new(None, self.engine)
-        return copy.deepcopy(current)
-
-    def _commit(self, reg: SpeakerRegistry) -> None:
-        reg.save(self.registry_path)  # atomic (temp file + rename)
-        self.identifier = Identifier(self.engine, reg, self.options)
+    def _update(self, change, with_bundled: bool):
+        """Locked re-read + change + atomic write of the registry file; the app then uses what was written."""
+        with self._lock:
+            reg, result = SpeakerRegistry.update(self.registry_path, self.engine, change, with_bundled)
+            self.identifier = Identifier(self.engine, reg, self.options)
+            self._seen = self._stat()
+        return reg, result
 
     def speakers(self) -> list[list]:
         reg = self.registry
         return [[s["name"], s["clips"]] for s in reg.summary()] if reg is not None else []
 
     def enroll(self, name: str, paths: list[str], overwrite: bool = False) -> dict:
-        """Validate the clips (same caps as identification), embed them and save. Raises RegistryError."""
+        """Validate the clips (same caps as identification), embed their speech and save. Raises
+        RegistryError. Embedding happens before the registry is locked; the write merges with the file."""
         name = validate_name(name or "")
         if not paths:
             raise RegistryError("add at least one clip of the speaker (upload files or record one)")
-        waves, errors = [], []
+        waves, labels, errors = [], [], []
         for p in paths:
             try:
                 waves.append(self.load(p))
+                labels.append(_display_name(p))
             except AudioError as e:
                 errors.append(_message(e))
         if not waves:
             raise RegistryError(f"no usable clip to enroll {name!r}: " + "; ".join(errors))
-        with self._lock:
-            reg = self._editable_registry()
-            summary = reg.enroll(name, waves, self.engine, overwrite=overwrite)
-            self._commit(reg)
-        return {**summary, "errors": errors + summary["errors"]}
+        embs, bad = embed_clips(self.engine, waves, labels)
+        if not len(embs):
+            raise RegistryError(f"no usable clip to enroll {name!r}: " + "; ".join(errors + bad))
+        self._update(lambda r: r.add(name, embs, overwrite=overwrite), self.with_bundled)
+        return {"name": name, "clips": len(embs), "errors": errors + bad}
 
     def remove(self, name: str) -> str:
         if not name:
             raise RegistryError("choose a speaker to remove")
-        with self._lock:
-            reg = self._editable_registry()
-            reg.remove(name)
-            self._commit(reg)
-        return validate_name(name)
+        # Removing a speaker the user sees in the bundled registry starts the file from those speakers.
+        showing_bundled = not self.registry_path.is_file() and self.bundled_path is not None
+        _, removed = self._update(lambda r: r.remove(name), self.with_bundled or showing_bundled)
+        return removed[0]
 
     # -- identification ------------------------------------------------------------------------------------
     def load(self, path) -> np.ndarray:
@@ -374,7 +399,8 @@ class SpeakerApp:
 
     def identify(self, path) -> tuple[np.ndarray, Prediction]:
         wave = self.load(path)
-        return wave, self.identifier.identify(wave)
+        self.refresh()
+        return wave, self.identifier.identify(wave, name=_display_name(path))
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -503,12 +529,14 @@ def build_app(
     top_k: int = 5,
     threshold: float | None = None,
     device: str = "auto",
+    with_bundled: bool = False,
 ) -> gr.Blocks:
     """The demo as a ``gr.Blocks`` (not launched; use :func:`launch` to apply the upload cap and theme).
 
     ``engine_or_model``: a loaded Engine, a checkpoint/ONNX path, or None for the shipped model.
     ``registry_path``: where enrolled speakers are saved (default: the engine's user registry).
     ``threshold``: override the registry's calibrated "unknown" threshold.
+    ``with_bundled``: a registry created by the app's first enrollment starts with the bundled speakers.
     """
     gr = _gradio()
     if max_seconds <= 0 or max_upload_mb <= 0 or concurrency < 1 or queue_size < 1 or top_k < 1:
@@ -522,7 +550,7 @@ def build_app(
         else load_engine(engine_or_model, device=device)
     )
     options = InferenceOptions(top_k=top_k, segments=True, max_seconds=max_seconds, threshold=threshold)
-    app = SpeakerApp(engine, registry_path, options, max_upload_mb)
+    app = SpeakerApp(engine, registry_path, options, max_upload_mb, with_bundled)
     samples = _sample_clips(engine)
     cfg = AppConfig(
         max_seconds=max_seconds,
@@ -772,6 +800,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top-k", type=int, default=5, help="speakers listed per answer")
     p.add_argument("--threshold", type=float, default=None, help="override the calibrated unknown threshold")
     p.add_argument(
+        "--with-bundled",
+        action="store_true",
+        help="a registry created by the first enrollment starts with the model's bundled speakers",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -796,6 +829,7 @@ def main(argv: list[str] | None = None) -> int:
             top_k=args.top_k,
             threshold=args.threshold,
             device=args.device,
+            with_bundled=args.with_bundled,
         )
     except (ImportError, OSError, ValueError) as e:  # no gradio, CheckpointError, RegistryError, bad limits
         print(f"error: {e}", file=sys.stderr)
