@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from _crash import count_optimizer_steps, kill_during_step
 from _synth import make_prepared, voice
 
 from speakerid.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
@@ -79,11 +80,25 @@ def test_training_lowers_the_loss_and_writes_artifacts(trained):
     assert "threshold" in ck["calibration"] and ck["train_config"]["seed"] == 0
 
 
-def test_resume_after_crash_gives_the_same_metrics(prepared, tmp_path):
-    full = train(_cfg(prepared, tmp_path / "a", epochs=3), progress=False)
-    crashed = train(_cfg(prepared, tmp_path / "b", epochs=3), progress=False, stop_after_steps=5)
-    assert crashed == {"stopped_at_step": 5}  # mid-epoch (3 steps per epoch)
-    resumed = train(_cfg(prepared, tmp_path / "b", epochs=3), resume=True, progress=False)
+def test_resume_after_sigkill_between_checkpoints_continues_exactly(prepared, tmp_path):
+    """A real training process is SIGKILLed after optimizer step 3 (last.pt holds step 2, ckpt_every=2); the
+    resumed run executes only the 9 - 2 = 7 missing steps and ends with the uninterrupted run's metrics and
+    weights. Training is seeded, so a resume that retrained from scratch would match the weights too: the step
+    count is what tells them apart."""
+    cfg = dict(TINY, name="t", data=str(prepared), epochs=3)
+    with count_optimizer_steps() as n_full:
+        full = train(TrainConfig(out=str(tmp_path / "a"), **cfg), progress=False)
+    assert n_full[0] == 9 == full["steps"]  # 3 epochs x 3 steps
+    payload = (
+        "from speakerid.training import TrainConfig, train\n"
+        f"train(TrainConfig(out={str(tmp_path / 'b')!r}, **{cfg!r}), progress=False)\n"
+    )
+    kill_during_step(payload, at=3, workdir=tmp_path)
+    saved = load_checkpoint(tmp_path / "b" / "last.pt")
+    assert (saved["step"], saved["epoch"], saved["step_in_epoch"]) == (2, 0, 2)  # mid-epoch, before the kill
+    with count_optimizer_steps() as n_resumed:
+        resumed = train(TrainConfig(out=str(tmp_path / "b"), **cfg), resume=True, progress=False)
+    assert n_resumed[0] == 9 - 2, f"resume ran {n_resumed[0]} optimizer steps, expected 7"
     strip = lambda rows: [{k: v for k, v in r.items() if k != "samples_per_s"} for r in rows]  # noqa: E731
     assert strip(resumed["metrics"]) == strip(full["metrics"])
     a = load_checkpoint(tmp_path / "a" / "last.pt")["model"]
