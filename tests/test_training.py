@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -189,8 +190,16 @@ def test_config_overrides_reject_unknown_keys_and_bad_types():
     assert r.returncode == 0 and json.loads(r.stdout)["model"] == "mfcc-gru-5x20"
 
 
+def _free_port() -> int:
+    """A TCP port free right now (the OS picks it), so parallel runs cannot collide on a fixed one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def test_torchrun_two_processes_train_like_one(prepared, tmp_path):
-    """2-process DDP on CPU (gloo) sees the same global batches as the single-process run."""
+    """2-process DDP on CPU (gloo) sees the same global batches as the single-process run, and the ranks say
+    (in the metrics, all-reduced from inside the ranks) that there were 2 of them, each with half the batch."""
     args = [
         "--config",
         "fsdd-default",
@@ -238,7 +247,7 @@ def test_torchrun_two_processes_train_like_one(prepared, tmp_path):
             "--nproc_per_node",
             "2",
             "--master_port",
-            "29517",
+            str(_free_port()),
             "train.py",
             *args,
             "--out",
@@ -254,6 +263,15 @@ def test_torchrun_two_processes_train_like_one(prepared, tmp_path):
     a = load_checkpoint(tmp_path / "one" / "last.pt")
     b = load_checkpoint(tmp_path / "two" / "last.pt")
     assert a["step"] == b["step"] and a["labels"] == b["labels"]
+    for ra, rb in zip(a["metrics"], b["metrics"], strict=True):
+        per_epoch = ra["rank_samples_max"]  # the whole epoch on the single rank
+        assert (ra["world_size"], ra["local_batch"], ra["rank_samples_min"]) == (
+            1,
+            8,
+            per_epoch,
+        ) and per_epoch
+        assert (rb["world_size"], rb["local_batch"]) == (2, 4), rb
+        assert rb["rank_samples_min"] == rb["rank_samples_max"] == per_epoch // 2, rb  # each rank: half
     for k in a["model"]:  # same global batch, gradients averaged across ranks: same weights up to fp error
         torch.testing.assert_close(a["model"][k], b["model"][k], rtol=1e-3, atol=1e-4)
     ra = [r["train_loss"] for r in a["metrics"]]
