@@ -352,6 +352,67 @@ def test_cli_evaluate_enroll_and_registry(trained, prepared, tmp_path):
     assert "Traceback" not in r.stderr
 
 
+def _utterance_embeddings(model, data, indices, crop):
+    """(U, D) unit embeddings: the mean of each utterance's (up to 4) fixed-crop embeddings, normalised."""
+    from speakerid.data import FixedCropDataset
+
+    ds = FixedCropDataset(data, indices, crop, max_crops=4)
+    out = torch.zeros(len(indices), model.config.hidden[-1], dtype=torch.float64)
+    with torch.no_grad():
+        for n in range(len(ds)):
+            x, _, pos = ds[n]
+            _, emb = model.forward_with_embedding(torch.as_tensor(x)[None])
+            out[pos] += emb[0].double()
+    return torch.nn.functional.normalize(out, dim=1)
+
+
+def _brute_force_rates(genuine, impostor, thr):
+    """False-accept and false-reject rates at ``thr``, counted pair by pair."""
+    fa = sum(1 for s in impostor if s >= thr) / len(impostor)
+    fr = sum(1 for s in genuine if s < thr) / len(genuine)
+    return fa, fr
+
+
+def test_calibrated_threshold_separates_pairs_as_its_eer_says(trained, prepared, tmp_path):
+    """The "unknown" threshold stored by training is the EER point of the closed-set simulation: recomputed
+    here pair by pair (train-split centroids vs valid-split utterances), at the stored threshold the false-accept
+    and false-reject rates average to the stored EER and are as close as any threshold makes them. Then the same
+    for calibrate_threshold on five voices the model never saw, where genuine and impostor scores overlap."""
+    from speakerid.training import calibrate_threshold
+
+    out, summary = trained
+    cal = summary["calibration"]
+    assert load_checkpoint(out / "best.pt")["calibration"] == cal
+    assert load_engine(out / "best.pt").threshold == pytest.approx(cal["threshold"])
+    model = model_from_checkpoint(out / "best.pt")
+
+    def check(root, cal):
+        data = PreparedDataset(root)
+        tr, va = data.split("train"), data.split("valid")
+        et, ev = _utterance_embeddings(model, data, tr, 2048), _utterance_embeddings(model, data, va, 2048)
+        yt, yv = [data.label(i) for i in tr], [data.label(i) for i in va]
+        cent = {
+            k: torch.nn.functional.normalize(et[[j for j, y in enumerate(yt) if y == k]].sum(0), dim=0)
+            for k in sorted(set(yt))
+        }
+        genuine = [float(ev[u] @ cent[k]) for u in range(len(va)) for k in cent if k == yv[u]]
+        impostor = [float(ev[u] @ cent[k]) for u in range(len(va)) for k in cent if k != yv[u]]
+        assert (len(genuine), len(impostor)) == (cal["n_genuine"], cal["n_impostor"])
+        fa, fr = _brute_force_rates(genuine, impostor, cal["threshold"])
+        assert (fa + fr) / 2 == pytest.approx(cal["eer"], abs=1e-9), (fa, fr, cal)
+        everywhere = [-np.inf, np.inf] + [s + d for s in genuine + impostor for d in (-1e-7, 1e-7)]
+        best_gap = min(abs(x - y) for x, y in (_brute_force_rates(genuine, impostor, t) for t in everywhere))
+        assert abs(fa - fr) <= best_gap + 1e-12, (fa, fr, best_gap)
+        return cal
+
+    check(prepared, cal)
+    unseen = make_prepared(
+        tmp_path / "unseen", n_speakers=5, per_speaker=8, seed=9, splits=(("train", 5), ("valid", 3))
+    )
+    hard = check(unseen, calibrate_threshold(model, PreparedDataset(unseen), crop=2048))
+    assert hard["eer"] > 0  # overlapping scores: the threshold's position matters here
+
+
 def test_enrollment_eer_on_held_out_speakers(trained, tmp_path):
     """EER machinery on speakers the model never saw (speaker-disjoint), against a brute-force check."""
     from speakerid.evaluation import enrollment_eer, equal_error_rate
