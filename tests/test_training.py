@@ -125,9 +125,13 @@ def test_enroll_identify_and_unknown(trained, tmp_path):
     ident = Identifier(engine, tmp_path / "reg.json")
     held_out = ident.identify(clips[2])
     assert held_out.mode == "registry" and held_out.speaker == "Alice", held_out
-    # A voice never enrolled (speaker 1) at a strict threshold is "unknown".
+    # A voice never enrolled (speaker 1) is "unknown" at the threshold calibrated in training ...
     never = tmp_path / "carol.wav"
     sf.write(never, voice(1, 12000, seed=77), 16000)
+    assert reg.threshold == engine.threshold == load_checkpoint(out / "best.pt")["calibration"]["threshold"]
+    calibrated = ident.identify(never)
+    assert calibrated.speaker == "unknown" and calibrated.score < engine.threshold, calibrated
+    # ... and at a strict one.
     strict = Identifier(engine, tmp_path / "reg.json", InferenceOptions(threshold=0.999))
     assert strict.identify(never).speaker == "unknown"
 
