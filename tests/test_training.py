@@ -61,6 +61,7 @@ def test_training_lowers_the_loss_and_writes_artifacts(trained):
     out, summary = trained
     rows = summary["metrics"]
     assert rows[-1]["train_loss"] < 0.8 * rows[0]["train_loss"]
+    assert summary["test"]["utt_top1"] >= 5 / 6, summary["test"]  # it learned: 6 test utterances, chance 1/3
     for name in (
         "last.pt",
         "best.pt",
@@ -106,6 +107,29 @@ def test_resume_after_sigkill_between_checkpoints_continues_exactly(prepared, tm
     b = load_checkpoint(tmp_path / "b" / "last.pt")["model"]
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+
+
+def test_cpu_bf16_autocast_training(prepared, tmp_path):
+    """amp="on" on CPU trains under bfloat16 autocast (the linear layers compute in bf16), keeps float32
+    weights, and still learns the voices."""
+    seen = set()
+
+    def hook(module, args, out):
+        if isinstance(module, torch.nn.Linear) and module.training:
+            seen.add(out.dtype)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        summary = train(_cfg(prepared, tmp_path, epochs=6, amp="on"), progress=False)
+    finally:
+        handle.remove()
+    assert torch.bfloat16 in seen, f"no bf16 matmul during training (saw {seen})"
+    rows = summary["metrics"]
+    assert rows[-1]["train_loss"] < 0.8 * rows[0]["train_loss"]
+    assert summary["test"]["utt_top1"] >= 5 / 6, summary["test"]  # 6 test utterances, chance is 1/3
+    ck = load_checkpoint(tmp_path / "best.pt")
+    assert ck["train_config"]["amp"] == "on"
+    assert all(v.dtype == torch.float32 for v in ck["model"].values() if v.is_floating_point())
 
 
 def test_enroll_identify_and_unknown(trained, tmp_path):
