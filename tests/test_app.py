@@ -532,7 +532,8 @@ def test_overwrite_and_remove_errors(client, first_clips, ada_only):
         client.predict(None, api_name="/remove_speaker")
 
 
-def test_server_log_has_no_tracebacks_and_binds_localhost_only(server):
+def test_server_log_has_no_tracebacks_and_binds_localhost_only(server, client):
+    server.ready()  # (when this runs first, the server may still be booting)
     log = server.log_text()
     assert "Traceback" not in log, log[-3000:]
     assert f"Running on local URL:  {server.url.rstrip('/')}" in log and server.url.startswith(
