@@ -4,7 +4,8 @@ Starts ``python app.py`` on a free localhost port (the shipped model; skipped wh
 uploads a sample clip through the audio component's file input, clicks "Identify speaker" and reads the top
 speaker from the gr.Label. Screenshots are saved to ``artifacts/`` at the repository root (git-ignored).
 Skips only when Playwright or a Chromium binary is missing (``apt-get install chromium``; .ci/run installs it;
-``SPEAKERID_CHROMIUM=/path/to/chrome`` picks another binary). ``playwright install`` is never needed.
+``SPEAKERID_CHROMIUM=/path/to/chrome`` picks another binary); with ``SPEAKERID_REQUIRE_BROWSER=1`` (.ci/run on
+Debian) a missing browser fails instead. ``playwright install`` is never needed.
 """
 
 from __future__ import annotations
@@ -58,9 +59,10 @@ def chromium_path() -> str | None:
 def server(tmp_path_factory):
     path = chromium_path()
     if path is None:
-        pytest.skip(
-            "no Chromium browser installed (Debian: apt-get install -y chromium; .ci/run installs it)"
-        )
+        why = "no Chromium browser installed (Debian: apt-get install -y chromium; .ci/run installs it)"
+        if os.environ.get("SPEAKERID_REQUIRE_BROWSER") == "1":  # set by .ci/run on Debian: never skip there
+            pytest.fail(why + "; SPEAKERID_REQUIRE_BROWSER=1")
+        pytest.skip(why)
     tmp = tmp_path_factory.mktemp("browser")
     model, samples = model_under_test(tmp)
     srv = AppServer(tmp, model, "--device", "cpu")  # CPU, like the reference model here
