@@ -330,7 +330,9 @@ def test_cli_evaluate_enroll_and_registry(trained, prepared, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
-    assert rep["n_utterances"] == 6 and 0 <= rep["utt_top1"] <= 1
+    trained_rep = json.loads((out / "test_report.json").read_text())  # the same checkpoint on the same split
+    assert rep["n_utterances"] == 6 and rep["utt_top1"] == trained_rep["utt_top1"] >= 5 / 6
+    assert json.loads((tmp_path / "ev" / "report.json").read_text())["confusion"] == trained_rep["confusion"]
     assert (tmp_path / "ev" / "report.json").is_file() and (tmp_path / "ev" / "confusion.png").is_file()
 
     clip = tmp_path / "dana.wav"
@@ -452,6 +454,16 @@ def test_enrollment_eer_on_held_out_speakers(trained, tmp_path):
     rep = enrollment_eer(model, data, "test", n_enroll=3, crop=2048)
     assert rep["speakers"] == 5 and rep["n_genuine"] == 5 * 5 and rep["n_impostor"] == 5 * 5 * 4
     assert 0.0 <= rep["eer"] <= 0.5
+    # Brute force: on overlapping random scores, FAR and FRR counted pair by pair at the returned threshold
+    # average to the EER, and no threshold brings them closer together.
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        gen, imp = rng.normal(0.6, 0.2, rng.integers(3, 40)), rng.normal(0.3, 0.2, rng.integers(3, 80))
+        eer, thr = equal_error_rate(gen, imp)
+        fa, fr = _brute_force_rates(gen, imp, thr)
+        assert (fa + fr) / 2 == pytest.approx(eer, abs=1e-12)
+        cands = [-np.inf, np.inf] + [v + d for v in np.concatenate([gen, imp]) for d in (-1e-9, 1e-9)]
+        assert abs(fa - fr) <= min(abs(x - y) for x, y in (_brute_force_rates(gen, imp, t) for t in cands))
     eer, thr = equal_error_rate(np.array([0.9, 0.6]), np.array([0.7, 0.1]))  # FAR = FRR = 1/2 at 0.65
     assert eer == 0.5 and abs(thr - 0.65) < 1e-9
     eer, thr = equal_error_rate(np.array([0.9, 0.8]), np.array([0.1, 0.2]))
