@@ -247,7 +247,7 @@ def test_cli_default_check_and_errors(tmp_path, capsys):
         text=True,
         cwd=REPO,
         env=env,
-        timeout=120,
+        timeout=600,  # liveness only
     )
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)

@@ -213,7 +213,7 @@ def test_config_overrides_reject_unknown_keys_and_bad_types():
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # liveness only
     )
     assert r.returncode == 0 and json.loads(r.stdout)["model"] == "mfcc-gru-5x20"
 
@@ -263,7 +263,7 @@ def test_torchrun_two_processes_train_like_one(prepared, tmp_path):
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,  # liveness only
         env=env,
     )
     assert single.returncode == 0, single.stderr[-2000:]
@@ -284,7 +284,7 @@ def test_torchrun_two_processes_train_like_one(prepared, tmp_path):
         cwd=REPO,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,  # liveness only
         env=env,
     )
     assert ddp.returncode == 0, ddp.stderr[-3000:]
@@ -326,7 +326,7 @@ def test_cli_evaluate_enroll_and_registry(trained, prepared, tmp_path):
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # liveness only
     )
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
@@ -345,7 +345,7 @@ def test_cli_evaluate_enroll_and_registry(trained, prepared, tmp_path):
         [*base, "enroll", "--model", ck, "--registry", str(reg), "--name", "Dana", str(clip), str(empty)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # liveness only
     )
     assert r.returncode == 1 and "empty.wav: empty file (0 bytes)" in r.stderr  # bad clip reported, not fatal
     assert json.loads(r.stdout)["clips"] == 1
@@ -353,21 +353,21 @@ def test_cli_evaluate_enroll_and_registry(trained, prepared, tmp_path):
         [*base, "enroll", "--model", ck, "--registry", str(reg), "--name", "Dana", str(clip)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # liveness only
     )
     assert r.returncode == 2 and "already enrolled" in r.stderr
     r = subprocess.run(
         [*base, "registry", "list", "--model", ck, "--registry", str(reg)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # liveness only
     )
     assert json.loads(r.stdout)["speakers"] == [{"name": "Dana", "clips": 1}]
     r = subprocess.run(
         [*base, "registry", "remove", "Dana", "--model", ck, "--registry", str(reg)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # liveness only
     )
     assert r.returncode == 0 and json.loads(r.stdout)["speakers"] == []
     bad = tmp_path / "bad.pt"
@@ -376,7 +376,7 @@ def test_cli_evaluate_enroll_and_registry(trained, prepared, tmp_path):
         [*base, "evaluate", "--checkpoint", str(bad), "--data", str(prepared)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # liveness only
     )
     assert r.returncode == 2 and "bad.pt: not a readable speakerid checkpoint" in r.stderr
     assert "Traceback" not in r.stderr
@@ -483,7 +483,7 @@ def test_cli_enroll_with_the_shipped_model_keeps_its_speakers(tmp_path):
         [sys.executable, "-m", "speakerid.cli", "enroll", "--name", "Zed", str(clip)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # liveness only
         env=env,
     )
     assert r.returncode == 0, r.stderr
