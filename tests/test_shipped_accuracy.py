@@ -91,6 +91,42 @@ def test_accuracy_on_the_official_test_split_matches_the_model_card(measured, ca
     )
 
 
+def _card_shard_row() -> tuple[float, float]:
+    """(utterance %, crop %) from the card's row for `speakerid evaluate` on data_prep's int16 shards."""
+    rows = [
+        ln for ln in CARD.read_text(encoding="utf-8").splitlines() if ln.startswith("|") and "evaluate" in ln
+    ]
+    assert len(rows) == 1, f"{CARD}: expected one table row for `speakerid evaluate`, found {len(rows)}"
+    m = re.search(r"(\d+(?:\.\d+)?) ?%.*?(\d+(?:\.\d+)?) ?% per [^|]*crop", rows[0])
+    assert m, f"{CARD}: no 'NN.N % ... NN.N % per ... crop' in the row {rows[0]!r}"
+    return float(m.group(1)), float(m.group(2))
+
+
+@pytest.mark.slow  # ~30 s on 2 busy cores: data_prep of the 300 clips, then the evaluation
+def test_evaluate_on_data_prep_shards_matches_the_model_card(test_split, tmp_path):
+    """The card's first row, as the card says it was measured: the 300 test recordings through data_prep (int16
+    shards at 16 kHz), then `speakerid evaluate` (crops vote per recording)."""
+    rec = tmp_path / "rec"
+    rec.mkdir()
+    for f in test_split:
+        (rec / f.name).symlink_to(f)
+    env = dict(os.environ, OMP_NUM_THREADS="1", SPEAKERID_HOME=str(tmp_path / "home"))
+    prep = [sys.executable, "-m", "data_prep", "folder", "--root", str(rec), "--out", str(tmp_path / "data")]
+    prep += ["--speaker-regex", r"^(?P<sentence>\d+)_(?P<speaker>[a-z]+)_\d+\.wav$"]
+    prep += ["--test-pattern", r"_[0-4]\.wav$", "--valid", "0", "--workers", "1", "--quiet"]
+    r = subprocess.run(prep, capture_output=True, text=True, timeout=600, env=env)  # liveness only
+    assert r.returncode == 0, r.stderr[-2000:]
+    ev = [sys.executable, "-m", "speakerid.cli", "evaluate", "--checkpoint", str(default_model_path())]
+    ev += ["--data", str(tmp_path / "data"), "--out", str(tmp_path / "ev")]
+    r = subprocess.run(ev, capture_output=True, text=True, timeout=600, env=env)
+    assert r.returncode == 0, r.stderr[-2000:]
+    rep = json.loads((tmp_path / "ev" / "report.json").read_text())
+    assert rep["n_utterances"] == N_TEST
+    utt, crop = _card_shard_row()
+    assert abs(100 * rep["utt_top1"] - utt) <= TOLERANCE_PP, (rep["utt_top1"], utt)
+    assert abs(100 * rep["crop_top1"] - crop) <= TOLERANCE_PP, (rep["crop_top1"], crop)
+
+
 def test_readme_states_the_model_cards_numbers():
     readme = (REPO / "README.md").read_text(encoding="utf-8")
     for case in ("classes-float", "registry-float"):
@@ -98,6 +134,8 @@ def test_readme_states_the_model_cards_numbers():
         assert f"{stated:.1f} %" in readme, (
             f"README.md does not state the card's {case} number {stated:.1f} %"
         )
+    utt, _ = _card_shard_row()
+    assert f"{utt:.1f} %" in readme, f"README.md does not state the card's headline {utt:.1f} %"
 
 
 def _max_errors(n: int, p_err: float, alpha: float = 0.01) -> int:
