@@ -310,7 +310,8 @@ def check_parity(
     (default: the crop, lengths that are not a multiple of the largest dilation, and a short one), and the
     crops of real ``clips`` (paths or bytes, decoded with ``speakerid.audio.load_audio``) both as fixed crops
     and at their own length. Returns ``{ok, max_abs_logits, max_abs_embedding, top1_agree, cases: [...]}``;
-    ``ok`` needs max |logits diff| <= atol (1e-4 fp32, 5e-2 fp16) and the same top-1 class everywhere.
+    ``ok`` needs max |logits diff| and max |embedding diff| <= atol (1e-4 fp32, 5e-2 fp16) and the same top-1
+    class everywhere (the embedding is what enrollment and "unknown" use, so it must match as well).
     ``threads``: ONNX Runtime intra-op threads (0 = its default).
     """
     from speakerid.onnx_engine import OnnxEngine
@@ -359,5 +360,7 @@ def check_parity(
         report["max_abs_logits"] = max(report["max_abs_logits"], dl)
         report["max_abs_embedding"] = max(report["max_abs_embedding"], de)
         report["top1_agree"] &= same
-    report["ok"] = bool(report["max_abs_logits"] <= atol and report["top1_agree"])
+    report["ok"] = bool(
+        report["max_abs_logits"] <= atol and report["max_abs_embedding"] <= atol and report["top1_agree"]
+    )
     return report

@@ -436,9 +436,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         bar.close()
         # Epoch summary (local to rank 0's share of the batch; loss averaged across ranks).
         stats = torch.tensor([loss_sum, correct, seen, seen_here], dtype=torch.float64)
+        per_rank = torch.zeros(world, dtype=torch.float64)  # (world,): samples each rank trained on
+        per_rank[rank] = seen
         loss_sum, correct, seen = 0.0, 0, 0  # a checkpoint taken from here on starts the next epoch afresh
         if world > 1:
             dist.all_reduce(stats)
+            dist.all_reduce(per_rank)
         row = {
             "epoch": epoch + 1,
             "step": step,
@@ -446,6 +449,11 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
             "train_loss": stats[0].item() / max(stats[2].item(), 1),
             "train_acc": stats[1].item() / max(stats[2].item(), 1),
             "samples_per_s": stats[3].item() / max(time.time() - t0, 1e-9),  # the steps run since t0
+            # What each rank did (tests check DDP really split the batch): ranks, per-rank batch, samples.
+            "world_size": world,
+            "local_batch": local_bs,
+            "rank_samples_min": int(per_rank.min().item()),
+            "rank_samples_max": int(per_rank.max().item()),
         }
         if is_main and has_valid and ((epoch + 1) % cfg.eval_every == 0 or done or epoch + 1 == cfg.epochs):
             rep = evaluate(model, data, "valid", cfg.crop, device=device, max_crops=cfg.val_max_crops)

@@ -6,7 +6,9 @@ same clip and registry. SPEAKERID_HOME and GRADIO_TEMP_DIR point into pytest's t
 and Gradio cache are never touched. ``SPEAKERID_APP_TEST_MODEL=/path/model.pt`` (with ``samples/`` and an
 optional ``<model>.registry.json`` beside it) runs the same tests on another model during development.
 
-The module's tests share one server and run in file order: read-only tests first, registry edits last.
+The module's tests share one server but not an order: each test compares with the library's answer for the
+registry as it is at that moment, and each test that edits the registry first sets up the state it needs (so
+any subset, in any order, passes). Time limits are liveness bounds only (a busy 2-core box is slow, not broken).
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ FSDD = ROOT.parent / "shared" / "data" / "fsdd" / "recordings"  # real FSDD reco
 MAX_SECONDS = 20.0  # the test server's duration cap
 MAX_UPLOAD_MB = 1.0  # and upload cap: small, so that the refusals are cheap to provoke
 TOP_K = 5
-STARTUP_S = 150.0  # importing torch + gradio on 2 busy cores
+STARTUP_S = 600.0  # liveness: importing torch + gradio on 2 busy cores
+ANSWER_S = 600.0  # liveness: every queued request answered within this
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -220,17 +223,11 @@ def first_clips(server) -> list[Path]:
     return list(by_speaker.values())
 
 
-class References(dict):
-    """clip -> the library's Prediction with the server's initial registry, computed on first use."""
-
-    def __init__(self, identifier: Identifier):
-        super().__init__()
-        self.identifier = identifier  # holds the registry as loaded now, whatever the tests save later
-
-    def __missing__(self, clip: Path):
-        with torch_threads(1):
-            self[clip] = pred = self.identifier.identify(clip)
-        return pred
+@pytest.fixture(scope="module")
+def random_clip(server) -> Path:
+    """A sample clip drawn at random (seeded), not one picked because the model gets it right."""
+    clips = sorted(server.samples.glob("*.wav"))
+    return clips[int(np.random.default_rng(19).integers(len(clips)))]
 
 
 @contextlib.contextmanager
@@ -244,13 +241,6 @@ def torch_threads(n: int):
         yield
     finally:
         torch.set_num_threads(old)
-
-
-@pytest.fixture(scope="module")
-def references(server, engine) -> References:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SPEAKERID_HOME", str(server.home))
-        return References(Identifier(engine, "auto", InferenceOptions(top_k=TOP_K, segments=True)))
 
 
 def identify(client: Client, path) -> tuple[dict, str, str, dict]:
@@ -285,16 +275,15 @@ def test_model_tab_describes_the_loaded_model(engine, client):  # engine loads w
         assert text in md
 
 
-def test_identify_a_sample_clip(client, first_clips, references):
-    clip = next((p for p in first_clips if references[p].speaker == speaker_of(p)), None)
-    assert clip is not None, "the model gets none of the sample clips right: " + ", ".join(
-        f"{p.name}->{r.speaker}" for p, r in references.items()
-    )
+def test_identify_a_sample_clip(client, random_clip, reference):
+    """The app's answer is the library's (ranking and scores) for a random sample clip; how often that answer
+    is right is measured on the whole test split in test_shipped_accuracy.py."""
+    clip = random_clip
+    want = reference(clip)
     label, details, image, timeline = identify(client, clip)
-    assert label_heading(label) == speaker_of(clip)  # the right speaker ...
-    assert_same_answer(label, references[clip])  # ... with the library's exact ranking and scores
-    assert len(label["confidences"]) == min(TOP_K, len(references[clip].top_k))
-    assert f"Audio used: {references[clip].duration:.2f} s" in details
+    assert_same_answer(label, want)
+    assert len(label["confidences"]) == min(TOP_K, len(want.top_k))
+    assert f"Audio used: {want.duration:.2f} s" in details
     from PIL import Image
 
     with Image.open(image) as im:
@@ -307,7 +296,7 @@ def test_identify_a_sample_clip(client, first_clips, references):
     "fmt, rate, channels",
     [("FLAC", 44100, 2), ("OGG", 22050, 1), ("MP3", 48000, 2)],
 )
-def test_any_format_rate_and_channel_count(client, first_clips, tmp_path, fmt, rate, channels):
+def test_any_format_rate_and_channel_count(client, first_clips, tmp_path, reference, fmt, rate, channels):
     import soxr
 
     x, sr = sf.read(first_clips[0], dtype="float32")
@@ -316,7 +305,7 @@ def test_any_format_rate_and_channel_count(client, first_clips, tmp_path, fmt, r
     path = tmp_path / f"clip.{fmt.lower()}"
     sf.write(path, y, rate, format=fmt)
     label, details, _, _ = identify(client, path)
-    assert label["confidences"] and label["label"]
+    assert_same_answer(label, reference(path))  # decoded, downmixed and resampled as the library does
     assert f"Audio used: {len(x) / sr:.1f}" in details  # same duration whatever the rate
 
 
@@ -430,17 +419,18 @@ def _multipart(field: str, name: str, data: bytes) -> tuple[bytes, str]:
     return head + data + f"\r\n--{boundary}--\r\n".encode(), boundary
 
 
-def test_twenty_concurrent_requests_are_all_answered(client, first_clips, references):
+def test_twenty_concurrent_requests_are_all_answered(client, first_clips, reference):
     clips = [first_clips[i % 2] for i in range(20)]
+    want = {c: reference(c) for c in set(clips)}
     jobs = [client.submit(handle_file(str(c)), api_name="/identify") for c in clips]
-    deadline = time.monotonic() + 80
+    deadline = time.monotonic() + ANSWER_S  # liveness: all answered, however slowly
     for clip, job in zip(clips, jobs):
         label, *_ = job.result(timeout=max(1.0, deadline - time.monotonic()))
-        assert_same_answer(label, references[clip])
+        assert_same_answer(label, want[clip])
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# registry edits (order matters from here on)
+# registry edits: each test sets up the registry state it needs
 
 
 def _enroll_clips(server, tmp_path, speaker: str, held_out: Path) -> list[Path]:
@@ -449,6 +439,17 @@ def _enroll_clips(server, tmp_path, speaker: str, held_out: Path) -> list[Path]:
     clips = clips[:5] or [p for p in sorted(server.samples.glob(f"{speaker}_*.wav")) if p != held_out]
     assert clips, f"no enrollment clips for {speaker}"
     return clips
+
+
+@pytest.fixture
+def ada_only(client, server, first_clips, tmp_path):
+    """The registry holds exactly "Ada", enrolled from other recordings of the first sample's speaker."""
+    for name in [r[0] for r in client.predict(api_name="/list_speakers")[1]["data"]]:
+        client.predict(name, api_name="/remove_speaker")
+    clip = first_clips[0]
+    files = [handle_file(str(p)) for p in _enroll_clips(server, tmp_path, speaker_of(clip), clip)]
+    status, table, _ = client.predict("Ada", files, None, False, api_name="/enroll")
+    assert [r[0] for r in table["data"]] == ["Ada"], status
 
 
 def _registry_file(server, engine) -> Path:
@@ -462,6 +463,8 @@ def test_enroll_a_speaker_then_identify_them(client, server, engine, first_clips
     old = speaker_of(clip)
     bundled = engine.bundled_registry_path()
     bundled_before = bundled.read_bytes() if bundled else None
+    if "Ada" in {r[0] for r in client.predict(api_name="/list_speakers")[1]["data"]}:
+        client.predict("Ada", api_name="/remove_speaker")  # left by another test
     before = {r[0] for r in client.predict(api_name="/list_speakers")[1]["data"]}
 
     # The new voice is a real speaker the registry does not know: remove them, then enroll them as "Ada".
@@ -486,11 +489,8 @@ def test_enroll_a_speaker_then_identify_them(client, server, engine, first_clips
         assert bundled.read_bytes() == bundled_before, "the bundled registry must stay read-only"
 
 
-def test_unknown_speaker_below_the_threshold(client, server, first_clips, reference):
-    # Keep only Ada (enrolled above from the first speaker's clips); the others' clips are now unknown voices.
-    for name in [r[0] for r in client.predict(api_name="/list_speakers")[1]["data"]]:
-        if name != "Ada":
-            client.predict(name, api_name="/remove_speaker")
+def test_unknown_speaker_below_the_threshold(client, server, first_clips, reference, ada_only):
+    # Only Ada (the first speaker's clips) is enrolled; the other speakers' clips are now unknown voices.
     status, table, _ = client.predict(api_name="/list_speakers")
     assert [r[0] for r in table["data"]] == ["Ada"] and "**1** enrolled speaker" in status
     others = {p: reference(p) for p in first_clips[1:]}
@@ -514,7 +514,7 @@ def test_unknown_speaker_below_the_threshold(client, server, first_clips, refere
         ("Bob", "bad", False, "no usable clip to enroll 'Bob': silent.wav: silent"),
     ],
 )
-def test_enroll_errors_are_clear(client, first_clips, tmp_path, name, clips, overwrite, message):
+def test_enroll_errors_are_clear(client, first_clips, tmp_path, ada_only, name, clips, overwrite, message):
     silent = tmp_path / "silent.wav"
     sf.write(silent, np.zeros(8000, np.float32), 16000)
     files = {"good": [handle_file(str(first_clips[0]))], "none": [], "bad": [handle_file(str(silent))]}[clips]
@@ -523,7 +523,7 @@ def test_enroll_errors_are_clear(client, first_clips, tmp_path, name, clips, ove
     assert str(e.value).startswith(message), str(e.value)
 
 
-def test_overwrite_and_remove_errors(client, first_clips):
+def test_overwrite_and_remove_errors(client, first_clips, ada_only):
     status, table, _ = client.predict(
         "Ada", [handle_file(str(first_clips[1]))], None, True, api_name="/enroll"
     )
@@ -534,7 +534,8 @@ def test_overwrite_and_remove_errors(client, first_clips):
         client.predict(None, api_name="/remove_speaker")
 
 
-def test_server_log_has_no_tracebacks_and_binds_localhost_only(server):
+def test_server_log_has_no_tracebacks_and_binds_localhost_only(server, client):
+    server.ready()  # (when this runs first, the server may still be booting)
     log = server.log_text()
     assert "Traceback" not in log, log[-3000:]
     assert f"Running on local URL:  {server.url.rstrip('/')}" in log and server.url.startswith(

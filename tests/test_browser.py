@@ -4,7 +4,8 @@ Starts ``python app.py`` on a free localhost port (the shipped model; skipped wh
 uploads a sample clip through the audio component's file input, clicks "Identify speaker" and reads the top
 speaker from the gr.Label. Screenshots are saved to ``artifacts/`` at the repository root (git-ignored).
 Skips only when Playwright or a Chromium binary is missing (``apt-get install chromium``; .ci/run installs it;
-``SPEAKERID_CHROMIUM=/path/to/chrome`` picks another binary). ``playwright install`` is never needed.
+``SPEAKERID_CHROMIUM=/path/to/chrome`` picks another binary); with ``SPEAKERID_REQUIRE_BROWSER=1`` (.ci/run on
+Debian) a missing browser fails instead. ``playwright install`` is never needed.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import soundfile as sf
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs playwright (pip install -e '.[test]')")
 pytest.importorskip("gradio", reason="the web demo needs gradio (pip install -e '.[app]')")
 
-from test_app import AppServer, References, model_under_test, speaker_of  # noqa: E402
+from test_app import AppServer, model_under_test  # noqa: E402
 
+from speakerid.registry import SpeakerRegistry  # noqa: E402
 from speakerid.runtime import Identifier, InferenceOptions, load_engine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +39,7 @@ CHROMIUM_ARGS = [
     "--use-fake-ui-for-media-stream",  # grant the microphone without a prompt ...
     "--use-fake-device-for-media-stream",  # ... and record Chromium's synthetic test signal
 ]
-WAIT_MS = 60_000  # model answers on 2 busy CPU cores
+WAIT_MS = 300_000  # liveness only: the model answers slowly on 2 busy CPU cores, not never
 
 
 def chromium_path() -> str | None:
@@ -57,9 +59,10 @@ def chromium_path() -> str | None:
 def server(tmp_path_factory):
     path = chromium_path()
     if path is None:
-        pytest.skip(
-            "no Chromium browser installed (Debian: apt-get install -y chromium; .ci/run installs it)"
-        )
+        why = "no Chromium browser installed (Debian: apt-get install -y chromium; .ci/run installs it)"
+        if os.environ.get("SPEAKERID_REQUIRE_BROWSER") == "1":  # set by .ci/run on Debian: never skip there
+            pytest.fail(why + "; SPEAKERID_REQUIRE_BROWSER=1")
+        pytest.skip(why)
     tmp = tmp_path_factory.mktemp("browser")
     model, samples = model_under_test(tmp)
     srv = AppServer(tmp, model, "--device", "cpu")  # CPU, like the reference model here
@@ -80,21 +83,33 @@ def browser(server):
 
 
 @pytest.fixture(scope="module")
-def expected(server) -> References:
-    """The library's answers (clip -> Prediction) with the registry the server starts with."""
-    engine = load_engine(server.model, device="cpu")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SPEAKERID_HOME", str(server.home))
-        return References(Identifier(engine, "auto", InferenceOptions(top_k=5, segments=True)))
+def engine(server):
+    return load_engine(server.model, device="cpu")
 
 
 @pytest.fixture(scope="module")
-def known_clip(server, expected) -> Path:
-    """A sample clip the model identifies correctly."""
-    clips = sorted(server.samples.glob("*_1.wav"))
-    clip = next((c for c in clips if expected[c].speaker == speaker_of(c)), None)
-    assert clip is not None, "the model identifies none of the sample clips correctly"
-    return clip
+def expected(server, engine):
+    """The library's answer (a Prediction) for a clip, with the registry the server holds right now (tests may
+    enroll speakers, in any order)."""
+
+    def run(clip: Path):
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("SPEAKERID_HOME", str(server.home))
+            return Identifier(engine, "auto", InferenceOptions(top_k=5, segments=True)).identify(clip)
+
+    return run
+
+
+@pytest.fixture(scope="module")
+def known_clip(server) -> Path:
+    """A sample clip drawn at random (seeded), not one picked because the model gets it right."""
+    clips = sorted(server.samples.glob("*.wav"))
+    return clips[int(np.random.default_rng(19).integers(len(clips)))]
+
+
+def verdict(pred) -> str:
+    """The gr.Label heading the app shows for a library Prediction."""
+    return "unknown speaker" if pred.speaker == "unknown" else pred.speaker
 
 
 @pytest.fixture
@@ -145,10 +160,10 @@ def screenshot(pg, name: str) -> Path:
 
 
 def test_upload_a_clip_and_see_who_is_speaking(page, known_clip, expected):
-    clip, pred = known_clip, expected[known_clip]
+    clip, pred = known_clip, expected(known_clip)
     upload(page, "#audio-in", clip)
     page.locator("#identify-btn").click()
-    wait_heading(page, speaker_of(clip))  # the top speaker, in the big heading of the gr.Label
+    wait_heading(page, verdict(pred))  # the library's top speaker, in the big heading of the gr.Label
 
     bars = page.locator("#verdict .confidence-set")
     assert bars.count() == len(pred.top_k)
@@ -179,12 +194,12 @@ def test_bad_upload_shows_a_message_not_a_traceback(page, tmp_path):
 def test_example_clip_is_one_click_away(page, known_clip, expected):
     name, n = known_clip.stem.rsplit("_", 1)
     page.get_by_role("button", name=f"{name} #{n}", exact=True).click()
-    pred = expected[known_clip]
-    wait_heading(page, speaker_of(known_clip))
+    pred = expected(known_clip)
+    wait_heading(page, verdict(pred))
     sync_api.expect(page.locator("#details")).to_contain_text(f"Audio used: {pred.duration:.2f} s")
 
 
-def test_record_from_the_microphone(page):
+def test_record_from_the_microphone(page, engine, server):
     # Chromium's fake capture device plays a synthetic beep: not speech, but it exercises the recording path.
     page.locator("#audio-in").get_by_role("button", name="Record audio").click()
     record = page.locator("#audio-in").get_by_role("button", name="Record", exact=True)
@@ -194,7 +209,11 @@ def test_record_from_the_microphone(page):
         page.locator("#audio-in").get_by_role("button", name="Stop", exact=True).click()
     page.locator("#identify-btn").click()
     sync_api.expect(page.locator("#details")).to_contain_text("Audio used", timeout=WAIT_MS)
-    assert heading(page)
+    bundled = engine.bundled_registry_path()
+    names = set(engine.labels) | {"unknown speaker", "Grace"}  # Grace: if the enroll test ran first
+    if bundled:
+        names |= set(SpeakerRegistry.load(bundled).names)
+    assert heading(page) in names, heading(page)  # an answer the app can give, not an error or a blank
 
 
 def test_enroll_tab_and_model_tab(page, server):

@@ -2,15 +2,21 @@
 provider) vs PyTorch parity on random and real clips, batch 1 and 17, lengths that are and are not a multiple
 of the largest dilation -- for every Table 3 model type (randomly initialised; parity does not need training)."""
 
+import atexit
+import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
+from _synth import make_prepared, voice
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `export/` is a top-level folder of the repo (plain `pytest` may not see it)
@@ -42,6 +48,7 @@ def save_checkpoint(
     """A randomly initialised preset in the checkpoint format of speakerid.training (what export reads)."""
     torch.manual_seed(seed)
     model = build_model(preset(name, n_classes=len(LABELS), **overrides))
+    randomize_constant_parameters(model)
     ckpt = {
         "format": FORMAT,
         "model_config": model.config.to_dict(),
@@ -55,6 +62,18 @@ def save_checkpoint(
     return ckpt
 
 
+def randomize_constant_parameters(model: torch.nn.Module) -> None:
+    """Give every parameter that starts constant (the 1-by-f fusion starts at 1/f, biases at 0) random,
+    non-uniform values: with equal fusion weights, feeding the f subsequence outputs in the wrong order (in
+    the model or in the exported graph) would change nothing, and no parity test could see it."""
+    g = torch.Generator().manual_seed(123)
+    with torch.no_grad():
+        for p in model.parameters():
+            flat = p.view(-1)
+            if flat.numel() > 1 and bool((flat == flat[0]).all()):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5 + (flat[0] if flat[0] != 0 else 0.0))
+
+
 @pytest.fixture(autouse=True, scope="module")
 def one_torch_thread():
     """PyTorch and ORT with one thread each: on a shared 2-core box, two spinning threads are 3x slower."""
@@ -64,11 +83,23 @@ def one_torch_thread():
     torch.set_num_threads(n)
 
 
+_SYNTH_DIR = Path(tempfile.mkdtemp(prefix="speakerid-export-clips-"))
+atexit.register(shutil.rmtree, _SYNTH_DIR, ignore_errors=True)
+
+
 def real_clips(n: int = 2) -> list[Path]:
+    """FSDD recordings (8 kHz WAV) when ../shared is here; otherwise synthetic voices written as 8 kHz WAV
+    files of odd lengths, so the parity tests still run (through the same decoder and resampler)."""
     clips = [FSDD / f"{d}_{s}_{d}.wav" for d, s in zip(range(n), ["jackson", "theo", "lucas"])]
-    if not all(c.is_file() for c in clips):
-        pytest.skip(f"FSDD recordings not found under {FSDD} (set SPEAKERID_FSDD)")
-    return clips
+    if all(c.is_file() for c in clips):
+        return clips
+    out = []
+    for k in range(n):
+        p = _SYNTH_DIR / f"synthetic_{k}.wav"
+        if not p.is_file():
+            sf.write(p, voice(k, 3001 + 1234 * k, seed=40 + k, sr=8000), 8000, subtype="PCM_16")
+        out.append(p)
+    return out
 
 
 @pytest.fixture(scope="module", params=TABLE3)
@@ -216,7 +247,7 @@ def test_cli_default_check_and_errors(tmp_path, capsys):
         text=True,
         cwd=REPO,
         env=env,
-        timeout=120,
+        timeout=600,  # liveness only
     )
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)
@@ -279,3 +310,68 @@ def test_cuda_provider_parity(tmp_path):
     export_onnx(tmp_path / "m.pt", tmp_path / "m.onnx")
     rep = check_parity(tmp_path / "m.onnx", tmp_path / "m.pt", device="cuda", batch_sizes=(1, 17))
     assert rep["provider"] == "onnxruntime-CUDAExecutionProvider" and rep["ok"], rep
+
+
+def test_parity_report_fails_when_only_the_embedding_differs(tmp_path):
+    """A graph whose logits are right but whose embedding is scrambled (enrollment and "unknown" would be wrong)
+    must not pass the parity check."""
+    save_checkpoint(tmp_path / "m.pt", "mfcc-gru-5x20")
+    export_onnx(tmp_path / "m.pt", tmp_path / "m.onnx")
+    proto = onnx.load(str(tmp_path / "m.onnx"))
+    (emb_out,) = [o for o in proto.graph.output if o.name == "embedding"]
+    dim = emb_out.type.tensor_type.shape.dim[1].dim_value or 20
+    for node in proto.graph.node:  # rename the producer's output, then permute it into "embedding"
+        node.output[:] = ["embedding_raw" if o == "embedding" else o for o in node.output]
+    perm = onnx.helper.make_tensor("emb_perm", onnx.TensorProto.INT64, [dim], [*range(1, dim), 0])
+    proto.graph.initializer.append(perm)
+    proto.graph.node.append(
+        onnx.helper.make_node("Gather", ["embedding_raw", "emb_perm"], ["embedding"], axis=1)
+    )
+    onnx.checker.check_model(proto)
+    onnx.save(proto, str(tmp_path / "m.onnx"))
+    side = json.loads(sidecar_path(tmp_path / "m.onnx").read_text())
+    side["onnx_sha256"] = hashlib.sha256((tmp_path / "m.onnx").read_bytes()).hexdigest()
+    sidecar_path(tmp_path / "m.onnx").write_text(json.dumps(side))
+    rep = check_parity(tmp_path / "m.onnx", tmp_path / "m.pt", batch_sizes=(2,), lengths=(3001,), threads=1)
+    assert rep["max_abs_logits"] <= 1e-4 and rep["top1_agree"]  # the logits still agree ...
+    assert rep["max_abs_embedding"] > 1e-2 and not rep["ok"], rep  # ... the embedding does not
+
+
+def test_export_of_a_trained_checkpoint_with_learned_fusion(tmp_path):
+    """Train the raw-waveform dilated GRU (l0 = 3: 8 subsequences fused by a learned 1-by-8 conv) for a few
+    steps, then export the checkpoint the trainer wrote: the learned fusion weights are no longer uniform, so
+    the ONNX graph must fuse the subsequences in the same order as PyTorch (logits and embeddings, batch 1 and
+    17, lengths off the dilation grid)."""
+    from speakerid.training import TrainConfig, train
+
+    data = make_prepared(tmp_path / "data", n_speakers=3, per_speaker=8)
+    cfg = TrainConfig(
+        name="t",
+        data=str(data),
+        out=str(tmp_path / "run"),
+        model="dilated-gru-l0-3",
+        hidden=[8, 8, 8],
+        dilations=[8, 16, 32],
+        crop=2048,
+        batch_size=8,
+        lr=1e-2,
+        optimizer="adam",
+        epochs=2,
+        threads=1,
+        val_max_crops=2,
+    )
+    train(cfg, progress=False)
+    ckpt_path = tmp_path / "run" / "best.pt"
+    w = torch.load(ckpt_path, weights_only=True)["model"]["fusion.weight"].view(-1)  # (8,)
+    assert w.numel() == 8 and float(w.max() - w.min()) > 1e-3, w  # training moved it off 1/8
+    export_onnx(ckpt_path, tmp_path / "m.onnx")
+    rep = check_parity(
+        tmp_path / "m.onnx",
+        ckpt_path,
+        clips=real_clips(1),
+        batch_sizes=(1, 17),
+        lengths=(2048, 2048 - 8 * 3 - 5, 777),
+        threads=1,
+    )
+    assert rep["ok"], rep
+    assert rep["max_abs_logits"] <= 1e-4 and rep["max_abs_embedding"] <= 1e-4

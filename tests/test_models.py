@@ -108,9 +108,14 @@ def test_fusion_reads_one_output_per_subsequence():
     model = build_model(
         preset("dilated-gru-l0-3", n_classes=5, hidden=[6] * 3, dilations=[8, 16, 32])
     ).double()
+    # Random, non-uniform weights: at the initial 1/f any order of the f inputs gives the same sum.
+    with torch.no_grad():
+        model.fusion.weight.copy_(torch.randn(model.fusion.weight.shape, dtype=torch.float64))
+        model.fusion.bias.normal_()
     x = torch.randn(2, 256, dtype=torch.float64)
     out, _ = model.body(model.frontend(x))
     w = model.fusion.weight.view(-1)  # (f,)
+    assert w.unique().numel() == 8
     expected = (out[:, -8:, :] * w[:, None]).sum(1) + model.fusion.bias
     torch.testing.assert_close(model.features(x), expected)
     logits, emb = model.forward_with_embedding(x)

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _crash import count_optimizer_steps, kill_during_step
 
 from speakerid.models import count_parameters
 from speakerid.tasks import (
@@ -359,11 +360,21 @@ def test_run_is_deterministic_and_resumes_exactly(tmp_path):
     assert [h["iter"] for h in a["history"]] == [3, 6] and a["iterations"] == 6
     assert a["best"]["metric"] == "eval_loss" and a["final"]["eval_loss"] == pytest.approx(a["best"]["value"])
 
+    # A real process SIGKILLed after iteration 5 (last.pt holds iteration 3): the resume runs the 3 missing
+    # optimizer steps, not 6 (a seeded rerun from scratch would give the same curve, so count the steps).
     out = tmp_path / "run"
-    run_experiment("copy-100-dilated-rnn", TINY, max_iters=3, seed=1, progress=False, out_dir=out)
-    r = run_experiment(
-        "copy-100-dilated-rnn", TINY, max_iters=6, seed=1, progress=False, out_dir=out, resume=True
+    payload = (
+        "from speakerid.tasks import run_experiment\n"
+        f"run_experiment('copy-100-dilated-rnn', {TINY!r}, max_iters=6, seed=1, progress=False, "
+        f"out_dir={str(out)!r})\n"
     )
+    kill_during_step(payload, at=5, workdir=tmp_path)
+    assert torch.load(out / "last.pt", weights_only=True)["iter"] == 3
+    with count_optimizer_steps() as n:
+        r = run_experiment(
+            "copy-100-dilated-rnn", TINY, max_iters=6, seed=1, progress=False, out_dir=out, resume=True
+        )
+    assert n[0] == 3, f"resume ran {n[0]} optimizer steps, expected 3"
     assert r["train_curve"] == a["train_curve"] and r["final"] == a["final"]
     lines = [json.loads(s) for s in (out / "history.jsonl").read_text().splitlines()]
     assert [h["iter"] for h in lines] == [3, 6]

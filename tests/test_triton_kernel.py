@@ -1,39 +1,55 @@
 """The fused Triton RNN kernels (speakerid.kernels) on CPU through Triton's interpreter, on small shapes.
 
-TRITON_INTERPRET=1 must be set before speakerid.kernels is first imported (Triton picks the interpreter when
-the kernels are decorated), so it is set at the top of this module. Under the interpreter tl.dot works in
-float64, so gradcheck runs in float64; bf16 tl.dot is broken in the interpreter, so bf16 runs with fp32 dots
-there (the bf16 storage/casting path is still exercised).
+TRITON_INTERPRET=1 must be set before triton and speakerid.kernels are first imported (Triton picks the
+interpreter when the kernels, and triton.language's own helpers, are decorated), and Triton reads it again while
+an interpreted kernel runs. So it is set around those imports and, through monkeypatch, during this module's
+tests only: it must not leak into the rest of the test session (other tests start subprocesses that inherit the
+environment). Under the interpreter tl.dot works in float64, so gradcheck runs in float64; bf16 tl.dot is
+broken in the interpreter, so bf16 runs with fp32 dots there (the bf16 storage/casting path is still exercised).
 """
 
 import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import pytest
+import torch
+from torch import nn
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-pytest.importorskip("triton")
-
-from speakerid.kernels import (  # noqa: E402
-    TritonUnavailableError,
-    UnsupportedLayerError,
-    configure,
-    fused_gru,
-    fused_lstm,
-    fused_rnn_tanh,
-    kernel_config,
-    rnn_layer_forward,
-    triton_available,
-    triton_rnn,
-)
+_before = os.environ.get("TRITON_INTERPRET")
+os.environ["TRITON_INTERPRET"] = "1"  # before triton itself: triton.language's own @jit helpers read it too
+try:
+    pytest.importorskip("triton")
+    from speakerid.kernels import (
+        TritonUnavailableError,
+        UnsupportedLayerError,
+        configure,
+        fused_gru,
+        fused_lstm,
+        fused_rnn_tanh,
+        kernel_config,
+        rnn_layer_forward,
+        triton_available,
+        triton_rnn,
+    )
+finally:  # the kernels are decorated now; restore the environment for everything else
+    if _before is None:
+        del os.environ["TRITON_INTERPRET"]
+    else:
+        os.environ["TRITON_INTERPRET"] = _before
 from speakerid.models import DilatedRNN, reference_dilated_rnn  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not triton_available(torch.device("cpu")),
     reason="speakerid.kernels was imported before TRITON_INTERPRET=1 was set (no CPU interpreter)",
 )
+
+
+@pytest.fixture(autouse=True, scope="module")
+def triton_interpreter():
+    """TRITON_INTERPRET=1 while this module's tests run; the environment is restored afterwards."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TRITON_INTERPRET", "1")
+        yield
+
 
 MODULES = {"gru": nn.GRU, "rnn": nn.RNN, "lstm": nn.LSTM}
 
