@@ -181,6 +181,32 @@ def _colors(names: list[str]) -> dict[str, tuple]:
     return out
 
 
+def _figure_file(image: np.ndarray) -> str:
+    """Write an (H, W, 3) uint8 image as a PNG named by its content hash; returns the path.
+
+    Gradio would cache a numpy image by rewriting ``<hash>/image.png`` in place on every request, so two
+    identical concurrent answers could serve a file while it is being rewritten (a truncated download); a
+    file path goes through Gradio's atomic copy-once cache instead, and our own write is atomic too.
+    """
+    import hashlib
+    import io
+    import tempfile
+
+    from PIL import Image
+
+    from .atomic import write_atomic
+
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    data = buf.getvalue()
+    folder = Path(tempfile.gettempdir()) / "speakerid-app-figures"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{hashlib.sha256(data).hexdigest()[:32]}.png"
+    if not path.exists():
+        write_atomic(path, data)
+    return str(path)
+
+
 def render_figure(wave: np.ndarray, sample_rate: int, segments: list[dict] | None = None) -> np.ndarray:
     """Waveform, spectrogram and (with ``segments``) a who-speaks-when strip: an (H, W, 3) uint8 image."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -568,7 +594,7 @@ def build_app(
         except (AudioError, RegistryError) as e:
             raise gr.Error(_message(e), print_exception=False) from None
         long = pred.duration >= TIMELINE_MIN_SECONDS and len(pred.segments) > 1
-        image = render_figure(wave, engine.sample_rate, pred.segments if long else None)
+        image = _figure_file(render_figure(wave, engine.sample_rate, pred.segments if long else None))
         return (
             _label_value(pred),
             _details(app, pred),
@@ -657,7 +683,7 @@ def build_app(
                         details = gr.Markdown(elem_id="details")
                 figure = gr.Image(
                     label="Waveform and spectrogram",
-                    type="numpy",
+                    type="filepath",
                     format="png",
                     interactive=False,
                     elem_id="figure",

@@ -369,9 +369,17 @@ def app(tmp_path_factory):
         srv.stop()
 
 
+def _registry_mode(app) -> None:
+    """Enroll one speaker so the app scores against a registry, whatever earlier tests left in it."""
+    from gradio_client import handle_file
+
+    app.client.predict("Ada", [handle_file(str(app.samples[1]))], None, True, api_name="/enroll")
+
+
 def test_app_scores_are_labelled_cosine_similarities_with_the_threshold(app):
     from gradio_client import handle_file
 
+    _registry_mode(app)
     label, details, _, _ = app.client.predict(handle_file(str(app.samples[0])), api_name="/identify")
     assert "| Speaker | Cosine similarity | Threshold " in details and "not probabilities" in details, details
     thr = float(details.split("| Threshold ", 1)[1].split(" ", 1)[0])  # the table's header names it
@@ -428,6 +436,7 @@ def test_app_page_shows_no_percentages_for_similarities(app):
     chromium = os.environ.get("SPEAKERID_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(chromium).is_file():
         pytest.skip("no Chromium browser installed (Debian: apt-get install -y chromium)")
+    _registry_mode(app)
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(
             executable_path=chromium, headless=True, args=["--no-sandbox", "--disable-gpu"]
