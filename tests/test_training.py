@@ -348,7 +348,7 @@ def test_cli_evaluate_enroll_and_registry(trained, prepared, tmp_path):
         timeout=600,  # liveness only
     )
     assert r.returncode == 1 and "empty.wav: empty file (0 bytes)" in r.stderr  # bad clip reported, not fatal
-    assert json.loads(r.stdout)["clips"] == 1
+    assert json.loads(r.stdout)["enrolled"] == [{"name": "Dana", "clips": 1}]
     r = subprocess.run(
         [*base, "enroll", "--model", ck, "--registry", str(reg), "--name", "Dana", str(clip)],
         capture_output=True,
@@ -471,22 +471,24 @@ def test_enrollment_eer_on_held_out_speakers(trained, tmp_path):
 
 
 def test_cli_enroll_with_the_shipped_model_keeps_its_speakers(tmp_path):
-    """The first enrollment with the shipped (read-only) model starts from its bundled registry."""
+    """A new registry is empty unless asked: ``--with-bundled`` starts it from the shipped model's speakers."""
     from speakerid.runtime import default_model_path
 
     if not default_model_path().is_file():
         pytest.skip("the shipped model is missing (speakerid/pretrained/default/model.pt)")
     clip = tmp_path / "zed.wav"
     sf.write(clip, voice(3, 12000, seed=11), 16000)
-    env = dict(os.environ, SPEAKERID_HOME=str(tmp_path / "home"))
-    r = subprocess.run(
-        [sys.executable, "-m", "speakerid.cli", "enroll", "--name", "Zed", str(clip)],
-        capture_output=True,
-        text=True,
-        timeout=600,  # liveness only
-        env=env,
-    )
-    assert r.returncode == 0, r.stderr
-    reg = SpeakerRegistry.load(json.loads(r.stdout)["registry"])
-    assert reg.names == ["Zed", "george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
-    assert str(tmp_path / "home") in json.loads(r.stdout)["registry"]  # never written into the package
+    bundled = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
+    for flag, expected in (([], ["Zed"]), (["--with-bundled"], ["Zed", *bundled])):
+        home = tmp_path / f"home{len(flag)}"
+        r = subprocess.run(
+            [sys.executable, "-m", "speakerid.cli", "enroll", *flag, "--name", "Zed", str(clip)],
+            capture_output=True,
+            text=True,
+            timeout=600,  # liveness only
+            env=dict(os.environ, SPEAKERID_HOME=str(home)),
+        )
+        assert r.returncode == 0, r.stderr
+        reg = SpeakerRegistry.load(json.loads(r.stdout)["registry"])
+        assert reg.names == expected, (flag, reg.names)
+        assert str(home) in json.loads(r.stdout)["registry"]  # never written into the package
