@@ -129,6 +129,18 @@ CONFIGS: dict[str, TrainConfig] = {
             threads=1,
         ),
         _fsdd(
+            "mfcc-dilated-gru-causal",  # the same, streaming (issue 16): causal front-end, state carried
+            "mfcc-dilated-gru-causal",
+            crop=4096,
+            noise_snr_db=20.0,
+            batch_size=32,
+            epochs=30,
+            lr_schedule="cosine",
+            optimizer="adam",
+            lr=3e-3,
+            threads=1,
+        ),
+        _fsdd(
             "raw-dilated-gru",  # a raw-waveform dilated GRU small enough to train on 2 CPU cores
             "dilated-gru-l0-3",
             hidden=[40] * 6,
