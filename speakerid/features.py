@@ -19,8 +19,9 @@ can be fed in chunks with a small state carried between calls and the features e
 * frames end at the current sample (left context only, no reflect padding of the future);
 * the recording level is tracked by :class:`RunningLevel`, a bias-corrected exponential average of the power
   (time constant ``LEVEL_TAU_S``) that the features are divided by (volume invariance without the whole clip);
-* the 80 dB floor is fixed relative to that running level (and a fixed absolute floor ``LEVEL_EPS``) instead of
-  relative to the clip's loudest frame.
+* instead of the per-clip 80 dB floor below the loudest frame, a fixed power floor ``FLOOR_DB`` (40 dB) below the
+  running level is added to every mel band (and ``LEVEL_EPS`` to the level): clean recordings then look like
+  the noisy ones training adds noise to (20-50 dB SNR), and digital silence is exactly -40 dB.
 """
 
 from __future__ import annotations
@@ -43,10 +44,12 @@ __all__ = [
     "LEVEL_TAU_S",
     "LEVEL_EPS",
     "RAW_BLOCK",
+    "FLOOR_DB",
 ]
 
 LEVEL_TAU_S = 2.0  # time constant of the running level (seconds)
 LEVEL_EPS = 1e-8  # fixed absolute power floor (-80 dBFS): digital silence never divides by ~0
+FLOOR_DB = 40.0  # CausalMFCC: the power floor sits this far below the running level
 RAW_BLOCK = 160  # CausalRaw tracks the level per block of this many samples (10 ms at 16 kHz)
 
 
@@ -180,16 +183,17 @@ class CausalMFCC(nn.Module):
 
     Frame f ends at sample (f + 1) * hop (window centred in the last ``n_fft`` samples), so the features of a
     stream are the same however it is chunked. Log-mel energies are taken relative to the running level of the
-    frames' mean mel power (:class:`RunningLevel`) and floored ``top_db`` below it, then the DCT as in
+    frames' mean mel power (:class:`RunningLevel`) with a power floor ``top_db`` below it, then the DCT as in
     :class:`MFCC`. State: ``[tail (B, n_fft - hop) samples, level (B, 2)]``.
     """
 
-    def __init__(self, sample_rate: int = SAMPLE_RATE, n_mfcc: int = 13, top_db: float = 80.0, **kw):
+    def __init__(self, sample_rate: int = SAMPLE_RATE, n_mfcc: int = 13, top_db: float = FLOOR_DB, **kw):
         super().__init__()
-        self.base = MFCC(sample_rate, n_mfcc=n_mfcc, top_db=top_db, **kw)
+        self.base = MFCC(sample_rate, n_mfcc=n_mfcc, **kw)
         self.hop = self.base.hop_length
         self.n_fft = self.base.n_fft
         self.top_db = top_db
+        self.floor = 10 ** (-top_db / 10)
         self.level = RunningLevel(self.hop / sample_rate)
 
     def initial_state(self, batch: int, device=None) -> list[torch.Tensor]:
@@ -214,8 +218,10 @@ class CausalMFCC(nn.Module):
         re, im = spec.chunk(2, dim=1)
         mel = torch.matmul((re * re + im * im).transpose(1, 2), self.base.mel)  # (B, F, M)
         lvl, level = self.level(mel.mean(dim=2), level)  # (B, F) running mean mel power
-        db = 10.0 * torch.log10(mel + 1e-10) - 10.0 * torch.log10(lvl + LEVEL_EPS)[..., None]
-        db = torch.clamp(db, min=-self.top_db)  # fixed floor relative to the running level
+        ref = (lvl + LEVEL_EPS)[..., None]  # (B, F, 1)
+        # A fixed floor top_db below the running level, added in the power domain: clean recordings look like
+        # recordings with noise at that SNR (what training adds), digital silence is exactly -top_db.
+        db = 10.0 * torch.log10(mel + ref * self.floor) - 10.0 * torch.log10(ref)  # (B, F, M), >= -top_db
         return torch.matmul(db, self.base.dct), [x[:, x.shape[1] - tail.shape[1] :], level]
 
 

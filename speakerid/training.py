@@ -67,6 +67,7 @@ class TrainConfig:
     ckpt_every: int = 200  # optimizer steps between last.pt saves (0 = only at epoch ends)
     val_max_crops: int = 8  # fixed crops per validation utterance
     threads: int = 0  # torch CPU threads (0 = torch's default)
+    init_from: str = ""  # fine-tune: start from this checkpoint's weights (same parameter names and shapes)
 
     def run_dir(self) -> Path:
         return Path(self.out or os.path.join("runs", self.name))
@@ -138,6 +139,19 @@ CONFIGS: dict[str, TrainConfig] = {
             lr_schedule="cosine",
             optimizer="adam",
             lr=3e-3,
+            threads=1,
+        ),
+        _fsdd(
+            "mfcc-dilated-gru-causal-ft",  # the shipped default: fsdd-mfcc-dilated-gru fine-tuned to stream
+            "mfcc-dilated-gru-causal",
+            init_from="runs/fsdd-mfcc-dilated-gru/best.pt",
+            crop=4096,
+            noise_snr_db=20.0,
+            batch_size=32,
+            epochs=12,
+            lr_schedule="cosine",
+            optimizer="adam",
+            lr=1e-3,
             threads=1,
         ),
         _fsdd(
@@ -323,6 +337,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
     torch.manual_seed(cfg.seed)
     model = build_model(mcfg)
     _init_weights(model, cfg.init)
+    if cfg.init_from:
+        model.load_state_dict(load_checkpoint(cfg.init_from, map_location="cpu")["model"])
     model.to(device)
     ddp_model = model
     if world > 1:
