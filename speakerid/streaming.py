@@ -32,7 +32,16 @@ import torch
 
 from .audio import SAMPLE_RATE
 
-__all__ = ["StreamSettings", "Segment", "ChunkResult", "TorchStep", "StreamingIdentifier", "UNKNOWN"]
+__all__ = [
+    "StreamSettings",
+    "Segment",
+    "ChunkResult",
+    "TorchStep",
+    "StreamingIdentifier",
+    "UNKNOWN",
+    "pcm_blocks",
+    "format_segment",
+]
 
 UNKNOWN = "unknown"
 
@@ -87,6 +96,29 @@ class ChunkResult:
     level_db: float
     logits: np.ndarray  # (K,) of the chunk's mean feature
     feature: np.ndarray  # (D,) mean per-step feature of the chunk
+
+
+def pcm_blocks(fp, block_samples: int = 1600):
+    """Raw signed 16-bit little-endian mono PCM from a binary file object -> (n,) float32 blocks in [-1, 1).
+
+    Reads ``block_samples`` at a time (fewer at the end of the stream); an odd trailing byte is dropped."""
+    carry = b""
+    while True:
+        data = fp.read(2 * block_samples)
+        if not data:
+            break
+        data = carry + data
+        n = len(data) // 2 * 2
+        data, carry = data[:n], data[n:]
+        if n:
+            yield np.frombuffer(data, dtype="<i2").astype(np.float32) / 32768.0
+
+
+def format_segment(seg: Segment) -> str:
+    """One timeline line: ``  1.20 -   2.30  george  0.94`` (no speech: ``(no speech)``)."""
+    who = "(no speech)" if seg.speaker is None else seg.speaker
+    score = "" if seg.score is None else f"  {seg.score:.3f}"
+    return f"{seg.start:8.2f} - {seg.end:8.2f}  {who}{score}"
 
 
 class TorchStep:

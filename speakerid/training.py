@@ -173,7 +173,9 @@ CONFIGS: dict[str, TrainConfig] = {
 
 
 # The shipped default model (speakerid/pretrained/default) was trained with exactly these settings.
-CONFIGS["fsdd-default"] = dataclasses.replace(CONFIGS["fsdd-mfcc-dilated-gru"], name="fsdd-default")
+# It streams (causal front-end): fsdd-mfcc-dilated-gru fine-tuned, so train that config first (its best.pt is
+# the init_from). Overriding --model etc. from it for experiments also wants --init_from "" (start from scratch).
+CONFIGS["fsdd-default"] = dataclasses.replace(CONFIGS["fsdd-mfcc-dilated-gru-causal-ft"], name="fsdd-default")
 
 
 def get_config(name: str) -> TrainConfig:
