@@ -21,6 +21,8 @@ from ..audio import SAMPLE_RATE
 from ..features import MFCC
 from .dilated_rnn import DilatedRNN, exponential_dilations
 
+COSINE_SCALE = 30.0  # logits of a cosine head: the AAM-softmax scale s, so softmax(logits) is the loss's
+
 __all__ = [
     "ModelConfig",
     "SequenceClassifier",
@@ -48,6 +50,8 @@ class ModelConfig:
     normalize: bool = True  # raw/mfcc: scale each clip to zero mean, unit RMS (volume invariance)
     sample_rate: int = SAMPLE_RATE  # of the waveform the front-end expects
     n_mfcc: int = 13
+    f_max: float = 0.0  # mfcc: highest mel-band edge in Hz (0 = Nyquist); 4000 ignores what 8 kHz audio lacks
+    head: str = "linear"  # "linear" (logits = W h + b) | "cosine" (logits = 30 cos(h, w_k): AAM-softmax)
     readout: str = (
         "fusion"  # "fusion": the paper's last step (1-by-f fusion of the last f); "mean": time average
     )
@@ -62,6 +66,8 @@ class ModelConfig:
             raise ValueError(f"frontend must be raw, mfcc or none, got {self.frontend!r}")
         if self.arch not in ("rnn", "cnn"):
             raise ValueError(f"arch must be rnn or cnn, got {self.arch!r}")
+        if self.head not in ("linear", "cosine"):
+            raise ValueError(f"head must be linear or cosine, got {self.head!r}")
         if self.readout not in ("fusion", "mean"):
             raise ValueError(f"readout must be fusion or mean, got {self.readout!r}")
 
@@ -116,7 +122,9 @@ class SequenceClassifier(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.mfcc = MFCC(c.sample_rate, n_mfcc=c.n_mfcc) if c.frontend == "mfcc" else None
+        self.mfcc = (
+            MFCC(c.sample_rate, n_mfcc=c.n_mfcc, f_max=c.f_max or None) if c.frontend == "mfcc" else None
+        )
         # Frame-wise LayerNorm keeps MFCC magnitudes (c0 ~ -300) in the GRU's working range.
         self.mfcc_norm = nn.LayerNorm(c.n_mfcc) if c.frontend == "mfcc" else None
         if c.arch == "rnn":
@@ -129,7 +137,7 @@ class SequenceClassifier(nn.Module):
         if self.fusion is not None:
             nn.init.constant_(self.fusion.weight, 1.0 / f)  # start as the mean over subsequences
             nn.init.zeros_(self.fusion.bias)
-        self.head = nn.Linear(self.body.output_size, c.n_classes)
+        self.head = nn.Linear(self.body.output_size, c.n_classes, bias=c.head == "linear")
 
     @property
     def embedding_size(self) -> int:
@@ -163,9 +171,15 @@ class SequenceClassifier(nn.Module):
         ]  # (B, f, H) -> (B, 1, H, f): one output per subsequence
         return self.fusion(last)[:, 0, :, 0]  # (B, 1, H, 1) -> (B, H)
 
+    def classify(self, h: torch.Tensor) -> torch.Tensor:
+        """Penultimate (B, D) -> logits (B, K); a cosine head gives COSINE_SCALE * cos(h, w_k)."""
+        if self.config.head == "cosine":
+            return COSINE_SCALE * F.linear(F.normalize(h, dim=-1), F.normalize(self.head.weight, dim=-1))
+        return self.head(h)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T) -> logits (B, K)."""
-        return self.head(self.features(x))
+        return self.classify(self.features(x))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T) -> L2-normalised embedding (B, D)."""
@@ -174,7 +188,7 @@ class SequenceClassifier(nn.Module):
     def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T) -> (logits (B, K), embedding (B, D)) in one pass (used by runtime and export)."""
         h = self.features(x)
-        return self.head(h), F.normalize(h, dim=-1)
+        return self.classify(h), F.normalize(h, dim=-1)
 
 
 def build_model(config: ModelConfig | dict) -> SequenceClassifier:
