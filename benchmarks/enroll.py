@@ -184,7 +184,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--protocols", nargs="+", default=["shipped", "cv"], choices=["shipped", "cv"])
     p.add_argument("--k", nargs="+", type=int, default=[1, 3, 5])
     p.add_argument("--draws", type=int, default=10, help="random enrollment sets per k")
-    p.add_argument("--model", default=None, help="the shipped checkpoint (default: speakerid's bundled model)")
+    p.add_argument(
+        "--model", default=None, help="the shipped checkpoint (default: speakerid's bundled model)"
+    )
     p.add_argument("--candidate", action="append", default=[], help="NAME=CHECKPOINT, also run on `shipped`")
     p.add_argument("--folds", type=int, default=3)
     p.add_argument("--work", default="runs/enroll-cv", help="prepared data + fold runs (git-ignored)")
@@ -225,7 +227,9 @@ def main(argv: list[str] | None = None) -> int:
         for name, ckpt in systems:
             emb = embed_all(speakerid_embedder(ckpt), paths)
             for k in a.k:
-                emit(name, "shipped", k, [score(emb, clips, actors, k, a.draws)], model=str(ckpt or "default"))
+                emit(
+                    name, "shipped", k, [score(emb, clips, actors, k, a.draws)], model=str(ckpt or "default")
+                )
         if enc_emb is not None:
             for k in a.k:
                 emit(ENCODER, "shipped", k, [score(enc_emb, clips, actors, k, a.draws)])
@@ -265,7 +269,23 @@ def main(argv: list[str] | None = None) -> int:
                 keep.append(r)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(out, "".join(json.dumps(r) + "\n" for r in keep + rows))
+    write_atomic(out.with_suffix(".md"), table(keep + rows))
     return 0
+
+
+def table(rows: list[dict]) -> str:
+    """The rows as a markdown table: one line per (protocol, system), top-1 / EER per k."""
+    ks = sorted({r["k"] for r in rows})
+    head = "| protocol | system | " + " | ".join(f"k={k} top-1 / EER" for k in ks) + " |\n"
+    head += "|---|---|" + "---|" * len(ks) + "\n"
+    lines = []
+    for key in dict.fromkeys((r["protocol"], r["system"]) for r in rows):
+        by_k = {r["k"]: r for r in rows if (r["protocol"], r["system"]) == key}
+        cells = [
+            f"{100 * by_k[k]['top1']:.1f} % / {100 * by_k[k]['eer']:.1f} %" if k in by_k else "–" for k in ks
+        ]
+        lines.append(f"| {key[0]} | {key[1]} | " + " | ".join(cells) + " |\n")
+    return head + "".join(lines)
 
 
 if __name__ == "__main__":

@@ -209,7 +209,7 @@ CONFIGS["embed"] = TrainConfig(name="embed", **_EMBED)
 CONFIGS["fsdd-embed"] = TrainConfig(
     name="fsdd-embed",
     data="data/fsdd",
-    **{**_EMBED, "crop": 8000, "crop_min": 4000, "epochs": 12},
+    **{**_EMBED, "crop": 8000, "crop_min": 4000, "epochs": 4, "eval_every": 2},
     f_max=4000.0,
     voices=16,
     voice_pitch=5.0,
