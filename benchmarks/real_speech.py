@@ -158,6 +158,8 @@ def run_model(
         "crop_top1": test.get("crop_top1"),
         "steps": summary["steps"],
         "budget_steps": budget,
+        "batch_size": get_config(config).batch_size,
+        "crop": get_config(config).crop,
         "n_parameters": summary["n_parameters"],
         "train_s": round(t["wall_s"], 1),
         "cpu_s": round(t["cpu_s"], 1),
@@ -182,14 +184,15 @@ def _pct(x) -> str:
 def table(rows: list[dict]) -> str:
     what = {m[0]: m[3] for m in MODELS}
     lines = [
-        "| model | front end | params | budget (steps of 32 crops) | wall min (CPU min) | load | utterance top-1 "
+        "| model | front end | params | steps × batch | wall min (CPU min) | load | utterance top-1 "
         "| crop top-1 | command |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
             f"| {what.get(r['model'], r['model'])} | {r['front_end']} | {r['n_parameters'] / 1000:.0f}k "
-            f"| {r['steps']} | {r['train_s'] / 60:.0f} ({r['cpu_s'] / 60:.0f}) | {r['load_mean']} "
+            f"| {r['steps']} × {r.get('batch_size', 32)} | {r['train_s'] / 60:.0f} ({r['cpu_s'] / 60:.0f}) "
+            f"| {r['load_mean']} "
             f"| **{_pct(r['utt_top1'])}** | {_pct(r['crop_top1'])} | `{r['command']}` |"
         )
     return "\n".join(lines) + "\n"

@@ -54,7 +54,7 @@ def test_table_is_written_between_the_readme_markers_only(tmp_path):
     )
     text = readme.read_text(encoding="utf-8")
     assert text.startswith("intro\n") and text.endswith(f"{b.END}\noutro\n") and "old table" not in text
-    assert "**58.3 %**" in text and "| 300 | 30 (10) | 8.5 |" in text
+    assert "**58.3 %**" in text and "| 300 × 32 | 30 (10) | 8.5 |" in text
     assert "| **– |" not in text and "**–**" in text  # a missing number is shown as missing, not as 0
     assert (tmp_path / "t.md").read_text(encoding="utf-8").count("\n|") == 4  # header, rule, 2 rows
 
