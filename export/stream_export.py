@@ -49,7 +49,7 @@ class StepGraph(nn.Module):
         """(B, N), states -> (feature (B, D), logits (B, K), *new states)."""
         steps, new = self.model.stream(chunk, list(states))  # (B, S, D)
         feat = steps.mean(1)  # (B, D)
-        return (feat, self.model.head(feat), *new)
+        return (feat, self.model.classify(feat), *new)
 
 
 def _chunk_samples(model: SequenceClassifier, chunk_s: float) -> int:

@@ -156,7 +156,7 @@ class TorchStep:
         x = torch.from_numpy(np.ascontiguousarray(chunk, dtype=np.float32))[None]  # (1, N)
         steps, self.state = self.model.stream(x, self.state)  # (1, S, D)
         feat = steps.mean(1)  # (1, D)
-        return feat[0].numpy(), self.model.head(feat)[0].numpy()
+        return feat[0].numpy(), self.model.classify(feat)[0].numpy()
 
 
 class StreamingIdentifier:

@@ -184,9 +184,13 @@ def test_answers_do_not_depend_on_level_for_random_test_clips(test_split):
 
 def _card_stream_row() -> tuple[float, float]:
     """(offline %, streaming %) from the card's streaming row."""
-    rows = [ln for ln in CARD.read_text(encoding="utf-8").splitlines() if ln.startswith("|") and "streamed" in ln]
+    rows = [
+        ln for ln in CARD.read_text(encoding="utf-8").splitlines() if ln.startswith("|") and "streamed" in ln
+    ]
     assert len(rows) == 1, f"{CARD}: expected one table row about the model streamed, found {len(rows)}"
-    m = re.search(r"(\d+(?:\.\d+)?) ?% \((\d+)/300\) offline, (\d+(?:\.\d+)?) ?% \((\d+)/300\) streamed", rows[0])
+    m = re.search(
+        r"(\d+(?:\.\d+)?) ?% \((\d+)/300\) offline, (\d+(?:\.\d+)?) ?% \((\d+)/300\) streamed", rows[0]
+    )
     assert m, f"{CARD}: no 'NN.N % (k/300) offline, NN.N % (k/300) streamed' in the row {rows[0]!r}"
     return float(m.group(1)), float(m.group(3))
 
