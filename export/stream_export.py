@@ -158,10 +158,6 @@ class OnnxStep:
     def reset(self) -> None:
         self.state = [np.zeros((1, *s), dtype=np.float32) for s in self._shapes]
 
-    def reset_model(self) -> None:
-        for i in range(self.n_frontend, len(self.state)):
-            self.state[i] = np.zeros_like(self.state[i])
-
     @property
     def state_bytes(self) -> int:
         return sum(s.nbytes for s in self.state)

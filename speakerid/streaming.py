@@ -18,8 +18,10 @@ Smoothing: a speech segment's answer is the score of the mean feature of all its
 models this *is* the offline model's answer on that stretch of audio). A new segment starts after at least
 ``hangover_s`` of no speech, or inside speech when the mean of the last ``window`` chunks prefers another
 speaker for ``patience`` chunks in a row (hysteresis; the change point is the start of the first of them).
-When speech resumes after at least ``reset_s`` of silence the model's recurrent state is zeroed, so each
-utterance starts as the model was trained (front-end state, i.e. the running level, is kept).
+When speech resumes after at least ``reset_s`` of silence every state is zeroed (the recurrent layers' and the
+front-end's running level), so each utterance starts as the model was trained, on crops from a fresh state:
+carrying the level of the previous speaker into the next one cost 5 points of speech time on FSDD meetings
+(93.5 % vs 98.9 %). With ``reset_s`` = inf nothing is ever reset and the timeline is the offline model's.
 """
 
 from __future__ import annotations
@@ -49,11 +51,11 @@ UNKNOWN = "unknown"
 @dataclass(frozen=True)
 class StreamSettings:
     chunk_s: float = 0.1  # audio per model call (rounded to a multiple of the model's period)
-    gate_db: float = 30.0  # a chunk is speech when its level is within this of the running peak level ...
-    floor_dbfs: float = -65.0  # ... and above this absolute level (dB re full scale, RMS)
+    gate_db: float = 40.0  # a chunk is speech when its level is within this of the running peak level ...
+    floor_dbfs: float = -75.0  # ... and above this absolute level (dB re full scale, RMS)
     peak_decay_db_s: float = 3.0  # the running peak level falls this fast in silence
     hangover_s: float = 0.2  # no speech this long ends a speech segment
-    reset_s: float = 0.2  # speech after this much silence starts from a zero model state
+    reset_s: float = 0.2  # speech after this much silence starts from a zero state (inf: never)
     window: int = 3  # chunks in the short window that proposes a speaker change inside speech
     patience: int = 3  # ... for this many chunks in a row
     min_segment_s: float = 0.3  # no change is proposed in a segment shorter than this
@@ -134,17 +136,11 @@ class TorchStep:
         self.period = model.stream_period
         self.sample_rate = model.config.sample_rate
         self.chunk = max(1, round(chunk_s * self.sample_rate / self.period)) * self.period
-        self.n_frontend = len(model.stream_state(1)) - len(model.body.layers)
         self.reset()
 
     def reset(self) -> None:
         """A new stream: every state zero."""
         self.state = self.model.stream_state(1)
-
-    def reset_model(self) -> None:
-        """Zero the recurrent layers' state; keep the front-end's (its running level and sample tail)."""
-        fresh = self.model.stream_state(1)
-        self.state = [*self.state[: self.n_frontend], *fresh[self.n_frontend :]]
 
     @property
     def state_bytes(self) -> int:
@@ -177,7 +173,9 @@ class StreamingIdentifier:
         self.sample_rate = getattr(step, "sample_rate", SAMPLE_RATE)
         self.chunk_s = self.chunk / self.sample_rate
         self._hang = max(1, math.ceil(s.hangover_s / self.chunk_s - 1e-9))
-        self._reset_after = max(1, math.ceil(s.reset_s / self.chunk_s - 1e-9))
+        self._reset_after = (
+            math.inf if math.isinf(s.reset_s) else max(1, math.ceil(s.reset_s / self.chunk_s - 1e-9))
+        )
         self._min_chunks = max(1, math.ceil(s.min_segment_s / self.chunk_s - 1e-9))
         if self.registry is not None:
             self._names = self.registry.names
@@ -197,7 +195,7 @@ class StreamingIdentifier:
         self._buf = np.zeros(0, dtype=np.float32)
         self._n = 0  # chunks processed
         self._peak = -math.inf
-        self._silent = self._reset_after  # chunks of no speech so far (a stream starts "after silence")
+        self._silent = math.inf  # chunks of no speech so far (a stream starts "after silence")
         self._open = 0.0  # where the open segment starts (seconds)
         self._seg_speech: list[ChunkResult] = []  # speech chunks of the open speech segment
         self._in_speech = False
@@ -268,7 +266,7 @@ class StreamingIdentifier:
     def _process(self, chunk: np.ndarray, n_real: int | None = None) -> None:
         speech, level = self._is_speech(chunk[:n_real] if n_real else chunk)
         if speech and self._silent >= self._reset_after:
-            self.step.reset_model()
+            self.step.reset()
         feature, logits = self.step.step(chunk)
         i = self._n
         end = (i * self.chunk + (n_real if n_real else self.chunk)) / self.sample_rate
