@@ -179,7 +179,7 @@ def run_model(
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "command": "python train.py --config "
         + config
-        + " --data PREPARED"
+        + " --data artifacts/ravdess-dev-trim"
         + (f" --max_steps {max_steps}" if max_steps else ""),
     }
 
