@@ -277,3 +277,24 @@ def trim_silence(wave: np.ndarray, top_db: float = 40.0, frame: int = 400, hop: 
     start = keep[0] * hop
     end = min(n, keep[-1] * hop + frame)
     return wave[start:end]
+
+
+class StreamResampler:
+    """Chunk-by-chunk band-limited resampling (soxr's streaming resampler, HQ) of a mono float32 stream:
+    ``process((n,) chunk) -> (m,) chunk`` at ``target_sr``; ``flush()`` returns what the filter still holds.
+    The concatenated output equals resampling the whole stream at once."""
+
+    def __init__(self, orig_sr: int, target_sr: int = SAMPLE_RATE):
+        self.orig_sr, self.target_sr = int(orig_sr), int(target_sr)
+        self._rs = (
+            None
+            if self.orig_sr == self.target_sr
+            else soxr.ResampleStream(self.orig_sr, self.target_sr, 1, dtype="float32", quality="HQ")
+        )
+
+    def process(self, chunk: np.ndarray, last: bool = False) -> np.ndarray:
+        x = np.ascontiguousarray(chunk, dtype=np.float32).reshape(-1)
+        return x if self._rs is None else self._rs.resample_chunk(x, last=last)
+
+    def flush(self) -> np.ndarray:
+        return self.process(np.zeros(0, dtype=np.float32), last=True)

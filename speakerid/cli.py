@@ -398,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
 
     _add_identify(sub)
     _add_app(sub)
+    _add_stream(sub)
 
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["train"]:
@@ -428,6 +429,69 @@ def _add_identify(sub) -> None:
 
 def _add_app(sub) -> None:
     sub.add_parser("app", help="start the Gradio demo (same as python app.py)", add_help=False)
+
+
+def _add_stream(sub) -> None:
+    st = sub.add_parser(
+        "stream",
+        help="who is speaking when: a live timeline of a file or of raw 16 kHz s16le PCM on stdin (-)",
+    )
+    st.add_argument(
+        "source", help="an audio file, or - for raw mono 16 kHz signed 16-bit little-endian PCM on stdin"
+    )
+    st.add_argument("--model", default=None, help="a causal checkpoint .pt (default: the shipped model)")
+    st.add_argument("--registry", default=None, help="registry JSON (default: the model's own, as identify)")
+    st.add_argument("--mode", choices=["auto", "registry", "classes"], default="auto")
+    st.add_argument(
+        "--chunk-s", type=float, default=0.1, help="seconds of audio per model step (default 0.1)"
+    )
+    st.add_argument("--threshold", type=float, default=None, help='"unknown" below this score')
+    st.add_argument("--format", choices=["text", "jsonl"], default="text")
+    st.add_argument("--threads", type=int, default=1)
+    st.set_defaults(func=_cmd_stream)
+
+
+def _cmd_stream(args) -> int:
+    import torch
+
+    from .audio import AudioError, load_audio
+    from .registry import RegistryError, SpeakerRegistry, resolve
+    from .runtime import load_engine
+    from .streaming import StreamingIdentifier, StreamSettings, TorchStep, format_segment, pcm_blocks
+
+    torch.set_num_threads(max(1, args.threads))
+    try:
+        settings = StreamSettings(chunk_s=args.chunk_s, threshold=args.threshold)
+        engine = load_engine(args.model, device="cpu")
+        step = TorchStep(engine.model, settings.chunk_s)
+        registry = None
+        if args.mode != "classes":
+            loc = resolve(engine, args.registry)
+            if loc.read is not None:
+                registry = SpeakerRegistry.load(loc.read)
+                registry.check_model(engine, loc.read)
+            if args.mode == "registry" and (registry is None or not len(registry)):
+                raise ValueError(f"--mode registry: no enrolled speakers in {loc.describe()}")
+        ident = StreamingIdentifier(step, engine.labels, registry, settings)
+        if args.source == "-":
+            blocks = pcm_blocks(sys.stdin.buffer, step.chunk)
+        else:
+            wave = load_audio(args.source, engine.sample_rate)
+            blocks = (wave[i : i + step.chunk] for i in range(0, len(wave), step.chunk))
+    except (AudioError, RegistryError, ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+    def show(segments) -> None:
+        for seg in segments:
+            print(json.dumps(seg.to_dict()) if args.format == "jsonl" else format_segment(seg), flush=True)
+
+    if args.format == "text":
+        print(f"# {engine.source} ({ident.mode}), {step.chunk / engine.sample_rate:.2f} s chunks", flush=True)
+    for block in blocks:
+        show(ident.feed(block))
+    show(ident.flush())
+    return 0
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .audio import SAMPLE_RATE
+from .audio import SAMPLE_RATE, StreamResampler, to_mono
 
 __all__ = [
     "StreamSettings",
@@ -43,6 +43,7 @@ __all__ = [
     "UNKNOWN",
     "pcm_blocks",
     "format_segment",
+    "LiveStream",
 ]
 
 UNKNOWN = "unknown"
@@ -313,3 +314,32 @@ class StreamingIdentifier:
         """Closed segments plus the open one."""
         cur = self.current
         return [*self.segments, *([cur] if cur is not None else [])]
+
+
+class LiveStream:
+    """A microphone stream: chunks of any rate, dtype and channel count -> ``StreamingIdentifier``.
+
+    ``feed(rate, samples)``: ``samples`` (n,) or (n, channels), int16 / int32 / float; converted to mono float32
+    and resampled (one streaming resampler per stream, so chunk edges leave no trace). The rate must not change
+    within a stream.
+    """
+
+    def __init__(self, identifier: StreamingIdentifier):
+        self.identifier = identifier
+        self._resampler: StreamResampler | None = None
+
+    def feed(self, rate: int, samples: np.ndarray) -> list[Segment]:
+        x = np.asarray(samples)
+        if np.issubdtype(x.dtype, np.integer):
+            x = x.astype(np.float32) / float(np.iinfo(x.dtype).max + 1)
+        x = to_mono(x.astype(np.float32)) if x.ndim == 2 else x.astype(np.float32).reshape(-1)
+        if self._resampler is None:
+            self._resampler = StreamResampler(int(rate), self.identifier.sample_rate)
+        elif int(rate) != self._resampler.orig_sr:
+            raise ValueError(
+                f"the sample rate changed within a stream: {self._resampler.orig_sr} -> {rate} Hz"
+            )
+        return self.identifier.feed(self._resampler.process(x))
+
+    def timeline(self) -> list[Segment]:
+        return self.identifier.timeline()

@@ -642,6 +642,27 @@ def build_app(
             gr.Dropdown(choices=_speaker_choices(app), value=None, allow_custom_value=True),
         )
 
+    live_model = getattr(engine, "model", None)  # a TorchEngine's module (ONNX engines do not stream)
+    live_ok = live_model is not None and live_model.config.causal
+
+    def live(chunk, stream):
+        """One microphone chunk ((rate, samples)) into this session's stream -> the timeline so far."""
+        from .streaming import LiveStream, StreamingIdentifier, TorchStep
+
+        if not live_ok:
+            raise gr.Error("this model does not stream (it needs a causal front-end)", print_exception=False)
+        if stream is None:
+            ident = StreamingIdentifier(TorchStep(live_model), engine.labels, app.registry)
+            stream = LiveStream(ident)
+        if chunk is not None:
+            rate, samples = chunk
+            stream.feed(rate, samples)
+        rows = [
+            [s.start, s.end, s.speaker or "(no speech)", None if s.score is None else round(s.score, 3)]
+            for s in stream.timeline()
+        ]
+        return rows, stream
+
     def model_info():
         """The loaded model: file, classes, provider, parameter count, registry."""
         return _model_markdown(app, cfg), engine.describe()
@@ -753,6 +774,45 @@ def build_app(
                     remove_speaker, inputs=[who], outputs=[status, table, who], api_name="remove_speaker",
                     concurrency_limit=1,
                 )  # fmt: skip
+
+            with gr.Tab("Live", id="live"):
+                gr.Markdown(
+                    "Speak into the microphone: the timeline below grows every half second (who is speaking "
+                    "now, with 'unknown' and no-speech stretches). Pauses of 0.2 s start a new segment."
+                    if live_ok
+                    else "This model does not stream (it was trained with per-clip normalisation).",
+                    elem_classes="speakerid-note",
+                )
+                mic = gr.Audio(
+                    sources=["microphone"],
+                    streaming=True,
+                    type="numpy",
+                    label="Microphone",
+                    elem_id="live-in",
+                )
+                live_state = gr.State(None)
+                live_table = gr.Dataframe(
+                    headers=["start (s)", "end (s)", "speaker", "score"],
+                    datatype=["number", "number", "str", "number"],
+                    label="Who speaks when (live)",
+                    interactive=False,
+                    elem_id="live-timeline",
+                )
+                mic.stream(
+                    live,
+                    inputs=[mic, live_state],
+                    outputs=[live_table, live_state],
+                    api_name="live_stream",
+                    stream_every=0.5,
+                    concurrency_limit=concurrency,
+                )
+                # The same handler and session state as a plain endpoint, one chunk per call: gradio_client
+                # cannot consume a streaming event ("process_streaming"), and scripts may want to push audio.
+                chunk_in = gr.Audio(type="numpy", visible=False)
+                gr.Button(visible=False).click(
+                    live, inputs=[chunk_in, live_state], outputs=[live_table, live_state], api_name="live"
+                )
+                mic.start_recording(lambda: None, outputs=[live_state], api_name=False)
 
             with gr.Tab("Model", id="model") as model_tab:
                 model_md = gr.Markdown(_model_markdown(app, cfg), elem_id="model-info")
