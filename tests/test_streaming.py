@@ -127,3 +127,12 @@ def test_settings_are_checked():
     with pytest.raises(ValueError, match="chunk_s"):
         StreamSettings(chunk_s=0)
     assert StreamSettings().to_dict()["chunk_s"] == 0.1
+
+
+def test_stream_resampler_equals_whole_resampling():
+    from speakerid.audio import StreamResampler, resample
+
+    x = _wave(48000, 4, 1)[0].numpy()
+    r = StreamResampler(48000)
+    parts = [r.process(x[i : i + 7000]) for i in range(0, len(x), 7000)] + [r.flush()]
+    np.testing.assert_allclose(np.concatenate(parts), resample(x, 48000), atol=1e-6)
