@@ -47,7 +47,7 @@ class TrainConfig:
     model: str = "dilated-gru-l0-3"  # a preset from speakerid.models.PRESETS
     hidden: list[int] = field(default_factory=list)  # overrides of the preset (empty = keep)
     dilations: list[int] = field(default_factory=list)
-    readout: str = ""  # override of the preset's readout: fusion | mean (empty = keep)
+    readout: str = ""  # override of the preset's readout: fusion | mean | mean-fusion (empty = keep)
     crop: int = CROP_SAMPLES  # samples per training crop (8192 = 0.5 s at 16 kHz, the paper's)
     noise_snr_db: float = 0.0  # > 0: add white noise to each training crop at SNR in [this, this + 30] dB
     batch_size: int = 128  # global batch (split across DDP processes)
@@ -146,6 +146,47 @@ CONFIGS: dict[str, TrainConfig] = {
     ]
 }
 
+
+def _sentence(name, model, **kw):
+    """Sentence-level speech (3-5 s clips, e.g. RAVDESS; see benchmarks/real_speech.py): data prepared with
+    ``python -m data_prep ... --trim`` (the silence around each sentence cut), Adam with a cosine schedule and a
+    budget in optimizer steps (``max_steps``; ``epochs`` only bounds it). Validation every 25 epochs."""
+    for k, v in dict(batch_size=32, epochs=100_000, optimizer="adam", lr=3e-3, lr_schedule="cosine").items():
+        kw.setdefault(k, v)
+    kw.setdefault("eval_every", 25)
+    kw.setdefault("threads", 1)
+    return TrainConfig(name=f"sentence-{name}", model=model, **kw)
+
+
+# Sentence-level speech, sized for 2 CPU cores (budgets and results: README "Real speech").
+CONFIGS.update(
+    (c.name, c)
+    for c in [
+        _sentence(  # MFCC front-end + dilated GRU over frames, 1 s crops
+            "mfcc-dilated-gru",
+            "mfcc-gru-5x20",
+            hidden=[64] * 4,
+            dilations=[1, 2, 4, 8],
+            readout="mean",
+            crop=16000,
+            noise_snr_db=20.0,
+            max_steps=1500,
+        ),
+        _sentence("mfcc-gru-1x128", "mfcc-gru-1x128", crop=16000, noise_snr_db=20.0, max_steps=1500),
+        _sentence(  # raw waveform, generalized DilatedRNN l0 = 3 (8 subsequences), 1-by-8 fusion of their means
+            "raw-dilated-gru-l0-3",
+            "dilated-gru-l0-3",
+            hidden=[32] * 5,
+            dilations=[8, 16, 32, 64, 128],
+            readout="mean-fusion",
+            crop=4096,  # 0.26 s: half the paper's, so twice the updates per CPU second
+            batch_size=16,
+            max_steps=4000,
+        ),
+        # Table 3 raw fused GRU 1x256 (fold 8, 1-by-8 fusion of the last step), same crops
+        _sentence("fused-gru-8", "fused-gru-8", crop=4096, batch_size=16, max_steps=1000),
+    ]
+)
 
 # The shipped default model (speakerid/pretrained/default) was trained with exactly these settings.
 CONFIGS["fsdd-default"] = dataclasses.replace(CONFIGS["fsdd-mfcc-dilated-gru"], name="fsdd-default")

@@ -33,6 +33,9 @@ __all__ = [
 ]
 
 
+READOUTS = ("fusion", "mean", "mean-fusion")
+
+
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild a classifier (stored in checkpoints and ONNX sidecars)."""
@@ -48,9 +51,9 @@ class ModelConfig:
     normalize: bool = True  # raw/mfcc: scale each clip to zero mean, unit RMS (volume invariance)
     sample_rate: int = SAMPLE_RATE  # of the waveform the front-end expects
     n_mfcc: int = 13
-    readout: str = (
-        "fusion"  # "fusion": the paper's last step (1-by-f fusion of the last f); "mean": time average
-    )
+    # "fusion": the paper's last step (1-by-f fusion of the last f outputs); "mean": time average;
+    # "mean-fusion": 1-by-f fusion of the f subsequences' time averages (every step gets a gradient)
+    readout: str = "fusion"
     kernel_size: int = 2  # arch="cnn"
     dropout: float = 0.0
     name: str = ""
@@ -62,8 +65,8 @@ class ModelConfig:
             raise ValueError(f"frontend must be raw, mfcc or none, got {self.frontend!r}")
         if self.arch not in ("rnn", "cnn"):
             raise ValueError(f"arch must be rnn or cnn, got {self.arch!r}")
-        if self.readout not in ("fusion", "mean"):
-            raise ValueError(f"readout must be fusion or mean, got {self.readout!r}")
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {self.readout!r}")
 
     @property
     def fusion_width(self) -> int:
@@ -123,7 +126,7 @@ class SequenceClassifier(nn.Module):
             self.body = DilatedRNN(c.input_size, c.hidden, c.dilations, cell=c.cell, dropout=c.dropout)
         else:
             self.body = DilatedCNN(c.input_size, c.hidden, c.dilations, c.kernel_size)
-        f = c.fusion_width if c.readout == "fusion" else 1
+        f = c.fusion_width if c.readout in ("fusion", "mean-fusion") else 1
         # The paper's 1-by-M^l0 convolution: one filter sliding over the (H, f) map of the last f outputs.
         self.fusion = nn.Conv2d(1, 1, kernel_size=(1, f)) if f > 1 else None
         if self.fusion is not None:
@@ -153,15 +156,27 @@ class SequenceClassifier(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T) or (B, T, C) -> fused penultimate vector (B, D)."""
         out, _ = self.body(self.frontend(x))  # (B, T', H)
-        if self.config.readout == "mean":
+        if self.config.readout == "mean" or (self.fusion is None and self.config.readout == "mean-fusion"):
             return out.mean(1)  # (B, T', H) -> (B, H)
         f = self.config.fusion_width
         if self.fusion is None:
             return out[:, -1]
+        if self.config.readout == "mean-fusion":
+            return self._fuse_subsequence_means(out, f)
         last = out[:, -f:, :].transpose(1, 2)[
             :, None
         ]  # (B, f, H) -> (B, 1, H, f): one output per subsequence
         return self.fusion(last)[:, 0, :, 0]  # (B, 1, H, 1) -> (B, H)
+
+    def _fuse_subsequence_means(self, out: torch.Tensor, f: int) -> torch.Tensor:
+        """(B, T', H) -> (B, H): the time average of each of the f subsequences (the last f * (T' // f) steps,
+        so that column j is always the subsequence ending j - f + 1 steps before the end), fused by the
+        1-by-f convolution."""
+        B, T, H = out.shape
+        if T < f:
+            raise ValueError(f"mean-fusion readout needs at least {f} steps, got {T}")
+        tail = out[:, T % f :, :].reshape(B, T // f, f, H).mean(1)  # (B, f, H)
+        return self.fusion(tail.transpose(1, 2)[:, None])[:, 0, :, 0]  # (B, 1, H, f) -> (B, H)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T) -> logits (B, K)."""
