@@ -234,6 +234,8 @@ def test_torchrun_two_processes_train_like_one(prepared, tmp_path):
     args = [
         "--config",
         "fsdd-default",
+        "--init_from",
+        "",
         "--data",
         str(prepared),
         "--model",
