@@ -16,7 +16,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from test_app import AppServer  # noqa: E402
 
 from speakerid.audio import load_audio, resample  # noqa: E402
-from speakerid.checkpoint import load_checkpoint, model_from_checkpoint  # noqa: E402
+from speakerid.checkpoint import checkpoint_card, load_checkpoint, model_from_checkpoint  # noqa: E402
 from speakerid.runtime import default_model_path  # noqa: E402
 from speakerid.streaming import LiveStream, StreamingIdentifier, TorchStep  # noqa: E402
 
@@ -56,7 +56,8 @@ def test_live_tab_streams_the_microphone(tmp_path):
 
     ckpt = load_checkpoint(default_model_path())
     reg = SpeakerRegistry.load(default_model_path().parent / "registry.json")
-    ref = LiveStream(StreamingIdentifier(TorchStep(model_from_checkpoint(ckpt)), ckpt["labels"], reg))
+    labels = list(checkpoint_card(ckpt).labels)
+    ref = LiveStream(StreamingIdentifier(TorchStep(model_from_checkpoint(ckpt)), labels, reg))
     for f in chunks:
         x, sr = sf.read(f, dtype="int16")
         ref.feed(sr, x)
