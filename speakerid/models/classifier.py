@@ -97,7 +97,8 @@ class DilatedCNN(nn.Module):
         )
         self.output_size = sizes[-1]
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def forward(self, x: torch.Tensor, need_states: bool = False) -> tuple[torch.Tensor, None]:
+        """(B, T, C) -> ((B, T, H), None): no carried state (``need_states`` only mirrors ``DilatedRNN``)."""
         x = x.transpose(1, 2)  # (B, T, C) -> (B, C, T)
         for conv, d in zip(self.convs, self.dilations):
             x = torch.relu(conv(F.pad(x, ((self.kernel_size - 1) * d, 0))))  # causal: pad left only
@@ -152,7 +153,7 @@ class SequenceClassifier(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T) or (B, T, C) -> fused penultimate vector (B, D)."""
-        out, _ = self.body(self.frontend(x))  # (B, T', H)
+        out, _ = self.body(self.frontend(x), need_states=False)  # (B, T', H)
         if self.config.readout == "mean":
             return out.mean(1)  # (B, T', H) -> (B, H)
         f = self.config.fusion_width
