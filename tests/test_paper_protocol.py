@@ -90,3 +90,17 @@ def test_tf_init_is_glorot_kernels_zero_biases_normal_head(cell, gates):
     assert 0.7 < float(head.std()) < 1.3  # N(0, 1), not PyTorch's U(-1/sqrt(10), 1/sqrt(10))
     with pytest.raises(ValueError, match="init must be one of"):
         init_weights_(net, "xavier")
+
+
+def test_results_tables_are_generated_from_the_results_files():
+    """README.md and docs/paper_benchmarks.md show exactly what docs/results/*.jsonl hold."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "results_table.py"
+    spec = importlib.util.spec_from_file_location("results_table", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--check"]) == 0, "run python benchmarks/results_table.py"
+    rows = mod.rows(Path(mod.ROOT) / "docs" / "results")
+    assert len(rows) > 2 and all(r.count("|") == 7 for r in rows)
