@@ -7,8 +7,8 @@ RNN records ~15 autograd nodes per step, and the backward pass walks them one by
 ``torch.autograd.Function`` with the work arranged so that only what truly depends on the previous step runs
 inside the time loop:
 
-- forward: one GEMM for the input projection of all T' steps, then per step one ``addmm`` (h W_hh^T) and the
-  gate math in 6 in-place ops (GRU; tanh RNN: 2 ops in all);
+- forward: one GEMM for the input projection of all T' steps, then per step one ``addmm`` (h W_hh^T, with the
+  input projection of the r/z gates as its bias) and the gate math in 4 ops (GRU; tanh RNN: 2 ops in all);
 - backward: the local derivatives of every gate are computed for all steps at once before the loop, so a GRU
   step needs 3 ops (tanh RNN: 2): dh_t -> dgh_t -> dh_{t-1}; the weight and input gradients are then 3 GEMMs
   over all steps.
@@ -53,24 +53,25 @@ class _GRU(torch.autograd.Function):
         T, N, C = x.shape
         H = w_hh.shape[1]
         gi = torch.addmm(b_ih, x.reshape(T * N, C), w_ih.t()).view(T, N, 3 * H)  # all steps in one GEMM
+        # The step's addmm starts from [gi_r + b_hr, gi_z + b_hz, b_hn], so it yields the r/z pre-activations and
+        # h W_hn^T + b_hn (needed apart: r multiplies it) at once.
+        pre = torch.cat([gi[..., : 2 * H] + b_hh[: 2 * H], b_hh[2 * H :].expand(T, N, H)], 2)  # (T, N, 3H)
         w_hh_t = w_hh.t()
-        gh = x.new_empty(T, N, 3 * H)  # h_{t-1} W_hh^T + b_hh, kept for the backward pass
+        gh = x.new_empty(T, N, 3 * H)  # [r/z pre-activations, h_{t-1} W_hn^T + b_hn], kept for backward
         rz = x.new_empty(T, N, 2 * H)  # reset and update gates
         n = x.new_empty(T, N, H)  # candidate
         out = x.new_empty(T, N, H)
-        tmp = x.new_empty(N, H)
         # Per-step views made once (one unbind each), so the loop does no tensor indexing.
-        gi_rz, gi_n = gi[..., : 2 * H].unbind(0), gi[..., 2 * H :].unbind(0)
+        pre_t, gi_n = pre.unbind(0), gi[..., 2 * H :].unbind(0)
         gh_t, gh_rz, gh_n = gh.unbind(0), gh[..., : 2 * H].unbind(0), gh[..., 2 * H :].unbind(0)
         rz_t, r_t, z_t = rz.unbind(0), rz[..., :H].unbind(0), rz[..., H:].unbind(0)
         n_t, out_t = n.unbind(0), out.unbind(0)
         h = h0
-        for t in range(T):
-            torch.addmm(b_hh, h, w_hh_t, out=gh_t[t])
-            torch.add(gi_rz[t], gh_rz[t], out=rz_t[t]).sigmoid_()
+        for t in range(T):  # 5 ops per step
+            torch.addmm(pre_t[t], h, w_hh_t, out=gh_t[t])
+            torch.sigmoid(gh_rz[t], out=rz_t[t])
             torch.addcmul(gi_n[t], r_t[t], gh_n[t], out=n_t[t]).tanh_()
-            torch.sub(h, n_t[t], out=tmp)
-            h = torch.addcmul(n_t[t], z_t[t], tmp, out=out_t[t])  # n + z (h - n) = (1 - z) n + z h
+            h = torch.lerp(n_t[t], h, z_t[t], out=out_t[t])  # n + z (h - n) = (1 - z) n + z h
         ctx.save_for_backward(x, h0, w_ih, w_hh, gh, rz, n, out)
         return out
 
