@@ -57,7 +57,8 @@ class DilatedRNN(nn.Module):
             fused CPU recurrence of ``speakerid.models.cpu_rnn``; GRU and tanh RNN, other layers use ATen),
             ``"triton"`` (the fused GPU kernels of ``speakerid.kernels``; GRU, tanh RNN, LSTM) or ``"auto"``:
             the fastest measured path per device (benchmarks/train_step.py): ``"cpu"`` for CPU tensors,
-            cuDNN on CUDA (the Triton kernels have not been measured on a GPU yet). Read at forward time.
+            cuDNN on CUDA (the Triton kernels have not been measured on a GPU yet). Read at forward time;
+            tracing and ONNX export always take the ATen call, which exports as one ONNX RNN node per layer.
 
     Shape:
         x: (B, T, C) -> outputs (B, T, H_last), states: a list with one entry per layer of shape (d, B, H_l)
@@ -191,9 +192,14 @@ def _layer_call(impl: str, device: torch.device):
     """The per-layer recurrence for ``impl`` on ``device`` (see ``DilatedRNN``'s ``impl``)."""
     if impl == "triton":
         return _triton_layer_call()
-    if impl == "cpu" or (impl == "auto" and device.type == "cpu"):
+    if impl in ("cpu", "auto") and device.type == "cpu" and not _exporting():
         return _cpu_layer_call
     return _aten_layer_call
+
+
+def _exporting() -> bool:
+    """Tracing or ONNX export: the graph needs the ATen RNN ops (one ONNX GRU/RNN/LSTM node per layer)."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
 
 
 def _cpu_layer_call(rnn, x, h0):
