@@ -28,10 +28,13 @@ from tqdm import tqdm
 from . import __version__
 from .atomic import atomic_open
 from .audio import CROP_SAMPLES
+from .augment import AugmentConfig, Augmenter
 from .checkpoint import FORMAT, load_checkpoint, save_atomic
 from .data import PreparedDataset, RandomCropDataset
 from .evaluation import equal_error_rate, evaluate, plot_confusion, predict_crops, write_report
+from .losses import aam_softmax
 from .models import ModelConfig, build_model, count_parameters, preset
+from .models.classifier import COSINE_SCALE
 
 __all__ = ["TrainConfig", "CONFIGS", "get_config", "train", "calibrate_threshold"]
 
@@ -46,7 +49,23 @@ class TrainConfig:
     model: str = "dilated-gru-l0-3"  # a preset from speakerid.models.PRESETS
     hidden: list[int] = field(default_factory=list)  # overrides of the preset (empty = keep)
     dilations: list[int] = field(default_factory=list)
-    readout: str = ""  # override of the preset's readout: fusion | mean (empty = keep)
+    readout: str = ""  # override of the preset's readout: fusion | mean | mean-fusion (empty = keep)
+    n_mfcc: int = 0  # override of the MFCC size (0 = keep; also sets the model's input size)
+    f_max: float = 0.0  # override: MFCC mel bands up to this frequency (0 = keep)
+    head: str = ""  # override of the head: linear | cosine (empty = keep; loss aam needs cosine)
+    # Open-set embedding recipe (speakerid.losses, speakerid.augment; all off by default).
+    loss: str = "ce"  # ce (softmax cross-entropy) | aam (additive angular margin softmax on a cosine head)
+    aam_margin: float = 0.2
+    crop_min: int = 0  # > 0: each batch's crops are cut to a length drawn from [crop_min, crop]
+    aug_speed: float = 0.0  # speed factor in [1 - this, 1 + this] (tempo, pitch and formants)
+    aug_pitch: float = 0.0  # pitch shift in [-this, this] semitones
+    aug_vtlp: float = 0.0  # vocal-tract-length warp alpha in [1 - this, 1 + this]
+    aug_noise_snr_db: float = 0.0  # > 0: coloured noise at an SNR in [this, this + 30] dB
+    aug_reverb: float = 0.0  # probability of a synthetic room response (RT60 0.2-0.8 s)
+    aug_gain_db: float = 0.0  # level change in [-this, this] dB
+    voices: int = 0  # > 1: each speaker becomes this many pseudo-voice classes (fixed pitch/warp per voice)
+    voice_pitch: float = 4.0  # pseudo-voices spread over [-this, this] semitones ...
+    voice_vtlp: float = 0.15  # ... and alpha in [1 - this, 1 + this]
     crop: int = CROP_SAMPLES  # samples per training crop (8192 = 0.5 s at 16 kHz, the paper's)
     noise_snr_db: float = 0.0  # > 0: add white noise to each training crop at SNR in [this, this + 30] dB
     batch_size: int = 128  # global batch (split across DDP processes)
@@ -72,11 +91,17 @@ class TrainConfig:
         return Path(self.out or os.path.join("runs", self.name))
 
     def model_config(self, n_classes: int) -> ModelConfig:
-        over = {"n_classes": n_classes}
-        if self.hidden or self.dilations or self.readout:
+        over = {"n_classes": n_classes * max(1, self.voices)}
+        if self.hidden or self.dilations or self.readout or self.n_mfcc or self.f_max or self.head:
             over["name"] = f"{self.model} (modified by {self.name})"
         if self.readout:
             over["readout"] = self.readout
+        if self.n_mfcc:
+            over.update(n_mfcc=self.n_mfcc, input_size=self.n_mfcc)
+        if self.f_max:
+            over["f_max"] = self.f_max
+        if self.head:
+            over["head"] = self.head
         if self.hidden:
             over["hidden"] = list(self.hidden)
         if self.dilations:
@@ -146,8 +171,91 @@ CONFIGS: dict[str, TrainConfig] = {
 }
 
 
+def _sentence(name, model, **kw):
+    """Sentence-level speech (3-5 s clips, e.g. RAVDESS; see benchmarks/real_speech.py): data prepared with
+    ``python -m data_prep ... --trim`` (the silence around each sentence cut), Adam with a cosine schedule and a
+    budget in optimizer steps (``max_steps``; ``epochs`` only bounds it). Validation every 25 epochs."""
+    for k, v in dict(batch_size=32, epochs=100_000, optimizer="adam", lr=3e-3, lr_schedule="cosine").items():
+        kw.setdefault(k, v)
+    kw.setdefault("eval_every", 25)
+    kw.setdefault("threads", 1)
+    return TrainConfig(name=f"sentence-{name}", model=model, **kw)
+
+
+# Sentence-level speech, sized for 2 CPU cores (budgets and results: README "Real speech").
+CONFIGS.update(
+    (c.name, c)
+    for c in [
+        _sentence(  # MFCC front-end + dilated GRU over frames, 1 s crops
+            "mfcc-dilated-gru",
+            "mfcc-gru-5x20",
+            hidden=[64] * 4,
+            dilations=[1, 2, 4, 8],
+            readout="mean",
+            crop=16000,
+            noise_snr_db=20.0,
+            max_steps=1500,
+        ),
+        _sentence("mfcc-gru-1x128", "mfcc-gru-1x128", crop=16000, noise_snr_db=20.0, max_steps=1500),
+        _sentence(  # raw waveform, generalized DilatedRNN l0 = 3 (8 subsequences), 1-by-8 fusion of their means
+            "raw-dilated-gru-l0-3",
+            "dilated-gru-l0-3",
+            hidden=[32] * 5,
+            dilations=[8, 16, 32, 64, 128],
+            readout="mean-fusion",
+            crop=4096,  # 0.26 s: half the paper's, so twice the updates per CPU second
+            batch_size=16,
+            max_steps=4000,
+        ),
+        # Table 3 raw fused GRU 1x256 (fold 8, 1-by-8 fusion of the last step), same crops
+        _sentence("fused-gru-8", "fused-gru-8", crop=4096, batch_size=16, max_steps=1000),
+    ]
+)
+
 # The shipped default model (speakerid/pretrained/default) was trained with exactly these settings.
 CONFIGS["fsdd-default"] = dataclasses.replace(CONFIGS["fsdd-mfcc-dilated-gru"], name="fsdd-default")
+
+# The open-set embedding recipe: a DilatedRNN over MFCC frames trained as a speaker *embedding* (AAM-softmax on
+# a cosine head) with voice-changing and channel augmentation and crops of 0.5-2 s, for any prepared
+# multi-speaker corpus (VCTK, your own folders): `python train.py --config embed --data DIR`. Its checkpoint
+# enrolls strangers (`speakerid enroll --model runs/embed/best.pt`); benchmarks/enroll.py measures that.
+_EMBED = dict(
+    model="mfcc-gru-5x20",
+    hidden=[64] * 4,  # sized for the 2-core CPU benchmark (benchmarks/enroll.py); wider helps with more data
+    dilations=[1, 2, 4, 8],
+    readout="mean",
+    n_mfcc=30,
+    head="cosine",
+    loss="aam",
+    crop=16000,
+    crop_min=8000,
+    aug_speed=0.1,
+    aug_pitch=2.0,
+    aug_vtlp=0.1,
+    aug_noise_snr_db=5.0,
+    aug_reverb=0.3,
+    aug_gain_db=6.0,
+    batch_size=32,
+    optimizer="adam",
+    lr=2e-3,
+    weight_decay=1e-4,
+    lr_schedule="cosine",
+    epochs=18,
+    eval_every=6,
+    threads=1,
+)
+CONFIGS["embed"] = TrainConfig(name="embed", **_EMBED)
+# The same recipe on FSDD (licence-clean; a shipped-model candidate): its 4 kHz band (8 kHz recordings) sets
+# f_max, and each of the 6 speakers becomes 16 pseudo-voices.
+CONFIGS["fsdd-embed"] = TrainConfig(
+    name="fsdd-embed",
+    data="data/fsdd",
+    **{**_EMBED, "crop": 8000, "crop_min": 4000, "epochs": 4, "eval_every": 2},
+    f_max=4000.0,
+    voices=16,
+    voice_pitch=5.0,
+    voice_vtlp=0.18,
+)
 
 
 def get_config(name: str) -> TrainConfig:
@@ -199,6 +307,45 @@ def _lr_at(cfg: TrainConfig, step: int, total: int) -> float:
             return cfg.lr * (step + 1) / warm
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
     return cfg.lr
+
+
+def _check_recipe(cfg: TrainConfig, mcfg: ModelConfig) -> None:
+    if cfg.loss not in ("ce", "aam"):
+        raise ValueError(f"loss must be ce or aam, got {cfg.loss!r}")
+    if cfg.loss == "aam" and mcfg.head != "cosine":
+        raise ValueError("loss aam needs a cosine head (--head cosine)")
+    if cfg.crop_min and not 0 < cfg.crop_min <= cfg.crop:
+        raise ValueError(f"crop_min must be in 1..crop={cfg.crop}, got {cfg.crop_min}")
+
+
+def _augment_config(cfg: TrainConfig) -> AugmentConfig:
+    return AugmentConfig(
+        speed=cfg.aug_speed,
+        pitch=cfg.aug_pitch,
+        vtlp=cfg.aug_vtlp,
+        noise_snr_db=cfg.aug_noise_snr_db,
+        reverb=cfg.aug_reverb,
+        gain_db=cfg.aug_gain_db,
+    )
+
+
+def _batch_length(cfg: TrainConfig, step: int) -> int:
+    """Crop length of optimizer step ``step``: [crop_min, crop] seeded by (seed, step), or crop."""
+    if not cfg.crop_min:
+        return cfg.crop
+    return int(np.random.default_rng((cfg.seed, 7, step)).integers(cfg.crop_min, cfg.crop + 1))
+
+
+class _PerSpeaker(torch.nn.Module):
+    """Evaluation view of a pseudo-voice model: logits (B, K * V) -> (B, K) by log-sum-exp over voices."""
+
+    def __init__(self, model, voices: int):
+        super().__init__()
+        self.model, self.voices = model, voices
+
+    def forward_with_embedding(self, x):
+        logits, emb = self.model.forward_with_embedding(x)
+        return logits.unflatten(1, (-1, self.voices)).logsumexp(-1), emb
 
 
 def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
@@ -305,13 +452,19 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         raise ValueError(f"{cfg.data}: the train split is empty")
     has_valid = bool(data.split("valid"))
     mcfg = cfg.model_config(len(data.labels))
+    _check_recipe(cfg, mcfg)
+    voices = max(1, cfg.voices)
+    labels = data.speakers if voices == 1 else [f"{s}/voice{v}" for s in data.speakers for v in range(voices)]
     use_amp = cfg.amp == "on" or (cfg.amp == "auto" and device.type == "cuda")
     amp_dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
 
     torch.manual_seed(cfg.seed)
     model = build_model(mcfg)
     _init_weights(model, cfg.init)
+    if mcfg.head == "cosine":  # AAM-softmax ArcFace init: unit-scale class centres
+        torch.nn.init.normal_(model.head.weight, 0.0, 0.01)
     model.to(device)
+    scorer = model if voices == 1 else _PerSpeaker(model, voices)  # what evaluation sees: (B, K) logits
     ddp_model = model
     if world > 1:
         ddp_model = torch.nn.parallel.DistributedDataParallel(
@@ -351,7 +504,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
             "format": FORMAT,
             "model_config": mcfg.to_dict(),
             "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "labels": data.speakers,
+            "labels": labels,
             "frontend": {"sample_rate": data.sample_rate, "crop": cfg.crop},
             "train_config": asdict(cfg),
             "optimizer": opt.state_dict(),
@@ -372,7 +525,17 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         obj.update(extra or {})
         save_atomic(obj, path)
 
-    dataset = RandomCropDataset(data, train_idx, cfg.crop, seed=cfg.seed, noise_snr_db=cfg.noise_snr_db)
+    aug = _augment_config(cfg)
+    dataset = RandomCropDataset(
+        data,
+        train_idx,
+        cfg.crop,
+        seed=cfg.seed,
+        noise_snr_db=cfg.noise_snr_db,
+        augment=Augmenter(aug, data.sample_rate) if aug.enabled or voices > 1 else None,
+        voices=voices,
+        voice_range=(cfg.voice_pitch, cfg.voice_vtlp),
+    )
     tb = None
     if is_main:
         try:
@@ -403,12 +566,16 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
             mine = batches[b][rank * local_bs : (rank + 1) * local_bs]
             items = [dataset[k] for k in mine]
             x = torch.stack([it[0] for it in items]).to(device)
+            x = x[:, : _batch_length(cfg, step)]  # (B, crop) -> (B, L): varied lengths when crop_min > 0
             y = torch.tensor([it[1] for it in items], device=device)
             for g in opt.param_groups:
                 g["lr"] = _lr_at(cfg, step, total_steps)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                 logits = ddp_model(x)
-                loss = F.cross_entropy(logits.float(), y)
+                if cfg.loss == "aam":  # a cosine head's logits are COSINE_SCALE * cos
+                    loss = aam_softmax(logits.float() / COSINE_SCALE, y, cfg.aam_margin, COSINE_SCALE)
+                else:
+                    loss = F.cross_entropy(logits.float(), y)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             if cfg.clip_grad:
@@ -456,7 +623,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
             "rank_samples_max": int(per_rank.max().item()),
         }
         if is_main and has_valid and ((epoch + 1) % cfg.eval_every == 0 or done or epoch + 1 == cfg.epochs):
-            rep = evaluate(model, data, "valid", cfg.crop, device=device, max_crops=cfg.val_max_crops)
+            rep = evaluate(scorer, data, "valid", cfg.crop, device=device, max_crops=cfg.val_max_crops)
             row.update(val_loss=rep["loss"], val_crop_top1=rep["crop_top1"], val_utt_top1=rep["utt_top1"])
         epoch += 1
         step_in_epoch = 0
@@ -490,7 +657,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
             ck = load_checkpoint(best_path)
             model.load_state_dict(ck["model"])
         model.eval()
-        cal = calibrate_threshold(model, data, device=device, crop=cfg.crop)
+        cal = calibrate_threshold(scorer, data, device=device, crop=cfg.crop)
         for p in (best_path, last_path):
             if p.is_file():
                 ck = load_checkpoint(p)
@@ -498,7 +665,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
                 save_atomic(ck, p)
         summary["calibration"] = cal
         if data.split("test"):
-            rep = evaluate(model, data, "test", cfg.crop, device=device, progress=progress)
+            rep = evaluate(scorer, data, "test", cfg.crop, device=device, progress=progress)
             plot_confusion(rep["confusion"], rep["labels"], run / "confusion.png")
             write_report(rep, run / "test_report.json")
             summary["test"] = {k: rep[k] for k in ("crop_top1", "crop_top5", "utt_top1", "utt_top5", "loss")}
