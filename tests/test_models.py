@@ -336,3 +336,17 @@ def test_fused_cpu_layer_matches_the_module_incl_state_gradients(cls):
     assert torch.autograd.gradcheck(lambda x, h0: cpu_layer_forward(layer, x, h0)[0], (x, h0))
     with pytest.raises(ValueError, match="one-layer GRU / tanh RNN"):
         cpu_layer_forward(torch.nn.RNN(3, 5, nonlinearity="relu"), x.detach())
+
+
+def test_auto_takes_the_fused_cpu_path_only_for_small_steps():
+    from speakerid.models import cpu_rnn
+
+    small, big = torch.nn.GRU(4, 20), torch.nn.GRU(4, 50)
+    assert cpu_rnn.faster_than_aten(small, 16) and cpu_rnn.faster_than_aten(big, 128)
+    assert not cpu_rnn.faster_than_aten(small, 4096) and not cpu_rnn.faster_than_aten(torch.nn.LSTM(4, 5), 1)
+    torch.manual_seed(8)
+    auto = DilatedRNN(2, 20, [1, 1024], cell="gru")  # layer 2 runs 1024 * B sequences: ATen
+    aten = DilatedRNN(2, 20, [1, 1024], cell="gru", impl="cudnn")
+    aten.load_state_dict(auto.state_dict())
+    x = torch.randn(2, 2050, 2)
+    torch.testing.assert_close(auto(x)[0], aten(x)[0])

@@ -56,7 +56,8 @@ class DilatedRNN(nn.Module):
         impl: recurrence backend per layer: ``"cudnn"`` (the module's own cuDNN/ATen call), ``"cpu"`` (the
             fused CPU recurrence of ``speakerid.models.cpu_rnn``; GRU and tanh RNN, other layers use ATen),
             ``"triton"`` (the fused GPU kernels of ``speakerid.kernels``; GRU, tanh RNN, LSTM) or ``"auto"``:
-            the fastest measured path per device (benchmarks/train_step.py): ``"cpu"`` for CPU tensors,
+            the fastest measured path per device and layer (benchmarks/train_step.py): on CPU the fused
+            recurrence for layers with small steps (``cpu_rnn.faster_than_aten``) and ATen for the others,
             cuDNN on CUDA (the Triton kernels have not been measured on a GPU yet). Read at forward time;
             tracing and ONNX export always take the ATen call, which exports as one ONNX RNN node per layer.
 
@@ -192,9 +193,19 @@ def _layer_call(impl: str, device: torch.device):
     """The per-layer recurrence for ``impl`` on ``device`` (see ``DilatedRNN``'s ``impl``)."""
     if impl == "triton":
         return _triton_layer_call()
-    if impl in ("cpu", "auto") and device.type == "cpu" and not _exporting():
-        return _cpu_layer_call
+    if device.type == "cpu" and not _exporting():
+        if impl == "cpu":
+            return _cpu_layer_call
+        if impl == "auto":
+            return _auto_cpu_layer_call
     return _aten_layer_call
+
+
+def _auto_cpu_layer_call(rnn, x, h0):
+    """The fused CPU recurrence where it is the faster path (small steps: ``cpu_rnn.faster_than_aten``)."""
+    if cpu_rnn.faster_than_aten(rnn, x.shape[1]):
+        return cpu_rnn.cpu_layer_forward(rnn, x, h0)
+    return rnn(x, h0)
 
 
 def _exporting() -> bool:

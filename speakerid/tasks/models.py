@@ -40,8 +40,7 @@ class StepwiseModel(nn.Module):
 
     Shape:
         ``forward(x (B, T) int64, state=None) -> (logits (B, T, K), state)``; ``state`` is the DilatedRNN's
-        per-layer final states (None for the CNN). Passing it back continues the sequence when T is a multiple
-        of ``period`` (the largest dilation for M^l lists).
+        per-layer final states (None for the CNN). Passing it back continues the sequence exactly (any T).
     """
 
     def __init__(
