@@ -105,7 +105,8 @@ def build(impl: str, cfg: str) -> nn.Module:
     return Model(body, H, K, dil[0])
 
 
-def measure(impl, cfg, batch, device, amp, steps, warmup) -> dict:
+def make_step(impl, cfg, batch, device, amp):
+    """One training step (forward + backward + RMSProp) of ``impl`` on ``cfg``'s shapes, as a closure."""
     T, L, H, dil, C, K, cell = CONFIGS[cfg]
     torch.manual_seed(0)
     model = build(impl, cfg).to(device)
@@ -122,41 +123,52 @@ def measure(impl, cfg, batch, device, amp, steps, warmup) -> dict:
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
-
-    def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    for _ in range(warmup):
-        step()
-    sync()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t)
-    ms = 1000 * sorted(times)[len(times) // 2]
-    return {
-        "bench": "train_step",
-        "config": cfg,
-        "impl": impl,
-        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        "threads": torch.get_num_threads(),
-        "amp": amp,
-        "batch": batch,
-        "T": T,
-        "layers": L,
-        "hidden": H,
-        "cell": cell,
-        "dilations": f"{dil[0]}..{dil[-1]}",
-        "ms_per_step": round(ms, 2),
-        "samples_per_s": round(batch / (ms / 1000), 2),
-        "steps": steps,
-        "load_avg": _load(),
-        "torch": str(torch.__version__),
-        "host": platform.node(),
-    }
+    return step
+
+
+def measure(impls, cfg, batch, device, amp, steps, warmup) -> list[dict]:
+    """Time ``steps`` steps of every impl, interleaved (round k times one step of each, in rotating order), so
+    that load from other processes on a shared machine falls on all of them alike; medians per impl."""
+    T, L, H, dil, C, K, cell = CONFIGS[cfg]
+    fns = {impl: make_step(impl, cfg, batch, device, amp) for impl in impls}
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {impl: [] for impl in impls}
+    for k in range(steps):
+        for impl in impls[k % len(impls) :] + impls[: k % len(impls)]:
+            t = time.perf_counter()
+            fns[impl]()
+            times[impl].append(time.perf_counter() - t)
+    rows = []
+    for impl in impls:
+        ms = 1000 * sorted(times[impl])[len(times[impl]) // 2]
+        rows.append(
+            {
+                "bench": "train_step",
+                "config": cfg,
+                "impl": impl,
+                "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+                "threads": torch.get_num_threads(),
+                "amp": amp,
+                "batch": batch,
+                "T": T,
+                "layers": L,
+                "hidden": H,
+                "cell": cell,
+                "dilations": f"{dil[0]}..{dil[-1]}",
+                "ms_per_step": round(ms, 2),
+                "samples_per_s": round(batch / (ms / 1000), 2),
+                "steps": steps,
+                "load_avg": _load(),
+                "torch": str(torch.__version__),
+                "host": platform.node(),
+            }
+        )
+    return rows
 
 
 def _load() -> float | None:
@@ -192,39 +204,29 @@ def main(argv=None) -> None:
     amps = {"off": [False], "on": [True], "both": [False, True]}[a.amp]
     for batch in batches:
         for cfg in a.configs.split(","):
-            rows = {}
-            for impl in impls:
-                for amp in amps:
-                    try:
-                        s = 1 if impl == "reference" else steps
-                        row = measure(
-                            impl, cfg, batch, device, amp, s, 0 if impl == "reference" else a.warmup
-                        )
-                        rows[impl, amp] = row
-                    except Exception as e:  # report and go on: one impl failing must not hide the others
-                        row = {
-                            "bench": "train_step",
-                            "config": cfg,
-                            "impl": impl,
-                            "batch": batch,
-                            "amp": amp,
-                            "error": str(e)[:300],
-                        }
-                    print(json.dumps(row), flush=True)
-            for amp in amps:  # our fold vs the public port, same run, same config
-                if ("fold", amp) in rows and ("port", amp) in rows:
-                    ratio = rows["port", amp]["ms_per_step"] / rows["fold", amp]["ms_per_step"]
+            for amp in amps:
+                try:
+                    rows = measure(impls, cfg, batch, device, amp, steps, a.warmup)
+                except Exception as e:  # report and go on: one config failing must not hide the others
+                    rows = []
+                    err = {
+                        "bench": "train_step",
+                        "config": cfg,
+                        "batch": batch,
+                        "amp": amp,
+                        "error": str(e)[:300],
+                    }
+                    print(json.dumps(err), flush=True)
+                by_impl = {r["impl"]: r for r in rows}
+                for r in rows:
+                    print(json.dumps(r), flush=True)
+                if (
+                    "fold" in by_impl and "port" in by_impl
+                ):  # our fold vs the public port, same run, interleaved
+                    ratio = by_impl["port"]["ms_per_step"] / by_impl["fold"]["ms_per_step"]
+                    out = {"bench": "train_step_ratio", "config": cfg, "batch": batch, "amp": amp}
                     print(
-                        json.dumps(
-                            {
-                                "bench": "train_step_ratio",
-                                "config": cfg,
-                                "batch": batch,
-                                "amp": amp,
-                                "fold_over_port": round(ratio, 2),
-                                "load_avg": _load(),
-                            }
-                        ),
+                        json.dumps({**out, "fold_over_port": round(ratio, 2), "load_avg": _load()}),
                         flush=True,
                     )
 

@@ -350,3 +350,28 @@ def test_auto_takes_the_fused_cpu_path_only_for_small_steps():
     aten.load_state_dict(auto.state_dict())
     x = torch.randn(2, 2050, 2)
     torch.testing.assert_close(auto(x)[0], aten(x)[0])
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_legacy_period_padding_keeps_the_old_definition(cell):
+    """padding="period" (checkpoints saved before the key existed) = left-pad the input to a multiple of the period."""
+    torch.manual_seed(9)
+    model = DilatedRNN(2, 3, [1, 2, 4, 8], cell=cell, padding="period").double()
+    x = torch.randn(2, 13, 2, dtype=torch.float64)
+    out, _ = model(x)
+    torch.testing.assert_close(out, reference_dilated_rnn(model, x))
+    model.padding = "layer"
+    torch.testing.assert_close(out, model(torch.nn.functional.pad(x, (0, 0, 3, 0)))[0][:, 3:])
+    model.padding = "period"
+    with pytest.raises(ValueError, match="multiple of 8"):
+        model(x, hx=model(x[:, :8])[1])
+
+
+def test_model_configs_saved_without_padding_load_with_the_old_definition():
+    from speakerid.models import ModelConfig
+
+    cfg = preset("dilated-gru-l0-3", n_classes=5)
+    assert cfg.padding == "layer" and build_model(cfg).body.padding == "layer"
+    legacy = {k: v for k, v in cfg.to_dict().items() if k != "padding"}
+    assert ModelConfig.from_dict(legacy).padding == "period"
+    assert build_model(legacy).body.padding == "period"

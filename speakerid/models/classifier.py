@@ -60,6 +60,9 @@ class ModelConfig:
     readout: str = "fusion"
     kernel_size: int = 2  # arch="cnn"
     dropout: float = 0.0
+    # DilatedRNN padding: "layer" (per layer, eq. 1 exactly) or "period" (whole input left-padded to a multiple
+    # of the largest dilation: the definition before 2026-12; configs saved without this key load as "period")
+    padding: str = "layer"
     name: str = ""
 
     def __post_init__(self):
@@ -87,7 +90,7 @@ class ModelConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown ModelConfig keys: {unknown}")
-        return cls(**d)
+        return cls(**{"padding": "period", **d})  # saved before the key existed: trained with "period"
 
 
 class DilatedCNN(nn.Module):
@@ -132,7 +135,9 @@ class SequenceClassifier(nn.Module):
         # Frame-wise LayerNorm keeps MFCC magnitudes (c0 ~ -300) in the GRU's working range.
         self.mfcc_norm = nn.LayerNorm(c.n_mfcc) if c.frontend == "mfcc" else None
         if c.arch == "rnn":
-            self.body = DilatedRNN(c.input_size, c.hidden, c.dilations, cell=c.cell, dropout=c.dropout)
+            self.body = DilatedRNN(
+                c.input_size, c.hidden, c.dilations, cell=c.cell, dropout=c.dropout, padding=c.padding
+            )
         else:
             self.body = DilatedCNN(c.input_size, c.hidden, c.dilations, c.kernel_size)
         f = c.fusion_width if c.readout in ("fusion", "mean-fusion") else 1

@@ -17,7 +17,8 @@ with (-T) % d zero steps, runs, and drops the padded outputs. Padding after the 
 real step (the recurrence is causal), so the outputs on the real steps are exactly eq. 1 with c_t = 0 for t < 0,
 for every T, and no layer runs on padding beyond its own dilation. (Until 2026-12 the whole input was left-padded
 to a multiple of the largest dilation: 520 copy-memory steps ran as 768 in every layer and the first real steps
-saw the states left by the padding. Outputs are unchanged when T is a multiple of every dilation.)
+saw the states left by the padding. Outputs are unchanged when T is a multiple of every dilation; models trained
+with the old definition keep it with ``padding="period"``.)
 
 State layout (``hx`` and the returned states): one entry per layer, shape (d, B, H_l) (LSTM: a tuple (h, c));
 entry ``[j]`` is the state at time T - d + j, i.e. the newest state of the subsequence that the next chunk's
@@ -37,10 +38,11 @@ from torch import nn
 from ..theory import exponential_dilations
 from . import cpu_rnn
 
-__all__ = ["DilatedRNN", "exponential_dilations", "reference_dilated_rnn", "CELLS"]
+__all__ = ["DilatedRNN", "exponential_dilations", "reference_dilated_rnn", "CELLS", "PADDINGS"]
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 IMPLS = ("auto", "cudnn", "cpu", "triton")
+PADDINGS = ("layer", "period")
 
 
 class DilatedRNN(nn.Module):
@@ -60,6 +62,9 @@ class DilatedRNN(nn.Module):
             recurrence for layers with small steps (``cpu_rnn.faster_than_aten``) and ATen for the others,
             cuDNN on CUDA (the Triton kernels have not been measured on a GPU yet). Read at forward time;
             tracing and ONNX export always take the ATen call, which exports as one ONNX RNN node per layer.
+        padding: ``"layer"`` (each layer right-pads to its own dilation: eq. 1 exactly; see the module docstring)
+            or ``"period"``, the definition used until 2026-12 and by checkpoints trained with it: the whole input
+            is left-padded with zeros to a multiple of ``period`` first (``hx`` then needs T to be a multiple).
 
     Shape:
         x: (B, T, C) -> outputs (B, T, H_last), states: a list with one entry per layer of shape (d, B, H_l)
@@ -77,11 +82,15 @@ class DilatedRNN(nn.Module):
         batch_first: bool = True,
         dropout: float = 0.0,
         impl: str = "auto",
+        padding: str = "layer",
     ):
         super().__init__()
         if impl not in IMPLS:
             raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
         self.impl = impl
+        self.padding = padding
         dilations = [int(d) for d in dilations]
         if not dilations or any(d < 1 for d in dilations):
             raise ValueError(f"dilations must be a non-empty list of positive ints, got {dilations}")
@@ -120,6 +129,16 @@ class DilatedRNN(nn.Module):
         if self.batch_first:
             x = x.transpose(0, 1)  # (B, T, C) -> (T, B, C)
         x = x.contiguous()
+        lead = 0
+        if self.padding == "period":
+            lead = (-x.shape[0]) % self.period
+            if hx is not None and lead:
+                raise ValueError(
+                    f"carrying states (hx) needs T to be a multiple of {self.period}; got {x.shape[0]}"
+                )
+            x = F.pad(
+                x, (0, 0, 0, 0, lead, 0)
+            )  # left-pad time: (T, B, C) -> (Tp, B, C); a pad of 0 is a no-op
         T, B = x.shape[0], x.shape[1]
         states = [] if need_states else None
         layer_call = _layer_call(self.impl, x.device)
@@ -135,6 +154,8 @@ class DilatedRNN(nn.Module):
             if need_states:
                 states.append(state)
             x = y
+        if self.padding == "period":
+            x = x[lead:]  # (Tp, B, H) -> (T, B, H)
         if self.batch_first:
             x = x.transpose(0, 1)  # (T, B, H) -> (B, T, H)
         return x, states
@@ -253,6 +274,8 @@ def reference_dilated_rnn(model: DilatedRNN, x: torch.Tensor) -> torch.Tensor:
     padding). Slow by design; it exists to check the fold.
     """
     assert model.batch_first, "reference expects batch_first=True"
+    lead = (-x.shape[1]) % model.period if model.padding == "period" else 0
+    x = F.pad(x, (0, 0, lead, 0))  # "period": the legacy whole-input left padding
     B, T, _ = x.shape
     seq = list(x.unbind(1))
     for rnn, d in zip(model.layers, model.dilations):
@@ -281,4 +304,4 @@ def reference_dilated_rnn(model: DilatedRNN, x: torch.Tensor) -> torch.Tensor:
             hs.append(h)
             out.append(h)
         seq = out
-    return torch.stack(seq, 1)
+    return torch.stack(seq, 1)[:, lead:]
