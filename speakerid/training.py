@@ -29,7 +29,8 @@ from . import __version__
 from .atomic import atomic_open
 from .audio import CROP_SAMPLES
 from .augment import AugmentConfig, Augmenter
-from .checkpoint import FORMAT, load_checkpoint, save_atomic
+from .card import FrontEnd, ModelCard
+from .checkpoint import load_checkpoint, make_checkpoint, save_atomic, with_calibration
 from .data import PreparedDataset, RandomCropDataset
 from .evaluation import equal_error_rate, evaluate, plot_confusion, predict_crops, write_report
 from .losses import aam_softmax
@@ -530,28 +531,26 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
     def checkpoint(path: Path, extra: dict | None = None) -> None:
         if not is_main:
             return
-        obj = {
-            "format": FORMAT,
-            "model_config": mcfg.to_dict(),
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "labels": labels,
-            "frontend": {"sample_rate": data.sample_rate, "crop": cfg.crop},
-            "train_config": asdict(cfg),
-            "optimizer": opt.state_dict(),
-            "scaler": scaler.state_dict(),
-            "rng": {
+        card = ModelCard.build(mcfg, labels, FrontEnd(crop=cfg.crop))
+        obj = make_checkpoint(
+            model,
+            card,
+            train_config=asdict(cfg),
+            optimizer=opt.state_dict(),
+            scaler=scaler.state_dict(),
+            rng={
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             },
-            "epoch": epoch,
-            "step": step,
-            "step_in_epoch": step_in_epoch,
-            "metrics": rows,
-            "epoch_stats": [float(loss_sum), int(correct), int(seen)],
-            "best": best,
-            "n_parameters": count_parameters(model),
-            "versions": _versions(),
-        }
+            epoch=epoch,
+            step=step,
+            step_in_epoch=step_in_epoch,
+            metrics=rows,
+            epoch_stats=[float(loss_sum), int(correct), int(seen)],
+            best=best,
+            n_parameters=count_parameters(model),
+            versions=_versions(),
+        )
         obj.update(extra or {})
         save_atomic(obj, path)
 
@@ -690,9 +689,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         cal = calibrate_threshold(scorer, data, device=device, crop=cfg.crop)
         for p in (best_path, last_path):
             if p.is_file():
-                ck = load_checkpoint(p)
-                ck["calibration"] = cal
-                save_atomic(ck, p)
+                save_atomic(with_calibration(load_checkpoint(p), cal), p)
         summary["calibration"] = cal
         if data.split("test"):
             rep = evaluate(scorer, data, "test", cfg.crop, device=device, progress=progress)
