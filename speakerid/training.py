@@ -29,7 +29,8 @@ from . import __version__
 from .atomic import atomic_open
 from .audio import CROP_SAMPLES
 from .augment import AugmentConfig, Augmenter
-from .checkpoint import FORMAT, load_checkpoint, save_atomic
+from .card import FrontEnd, ModelCard
+from .checkpoint import load_checkpoint, make_checkpoint, save_atomic, with_calibration
 from .data import PreparedDataset, RandomCropDataset
 from .evaluation import equal_error_rate, evaluate, plot_confusion, predict_crops, write_report
 from .losses import aam_softmax
@@ -86,6 +87,7 @@ class TrainConfig:
     ckpt_every: int = 200  # optimizer steps between last.pt saves (0 = only at epoch ends)
     val_max_crops: int = 8  # fixed crops per validation utterance
     threads: int = 0  # torch CPU threads (0 = torch's default)
+    init_from: str = ""  # fine-tune: start from this checkpoint's weights (same parameter names and shapes)
 
     def run_dir(self) -> Path:
         return Path(self.out or os.path.join("runs", self.name))
@@ -154,6 +156,31 @@ CONFIGS: dict[str, TrainConfig] = {
             threads=1,
         ),
         _fsdd(
+            "mfcc-dilated-gru-causal",  # the same, streaming (issue 16): causal front-end, state carried
+            "mfcc-dilated-gru-causal",
+            crop=4096,
+            noise_snr_db=20.0,
+            batch_size=32,
+            epochs=30,
+            lr_schedule="cosine",
+            optimizer="adam",
+            lr=3e-3,
+            threads=1,
+        ),
+        _fsdd(
+            "mfcc-dilated-gru-causal-ft",  # the shipped default: fsdd-mfcc-dilated-gru fine-tuned to stream
+            "mfcc-dilated-gru-causal",
+            init_from="runs/fsdd-mfcc-dilated-gru/best.pt",
+            crop=4096,
+            noise_snr_db=20.0,
+            batch_size=32,
+            epochs=12,
+            lr_schedule="cosine",
+            optimizer="adam",
+            lr=1e-3,
+            threads=1,
+        ),
+        _fsdd(
             "raw-dilated-gru",  # a raw-waveform dilated GRU small enough to train on 2 CPU cores
             "dilated-gru-l0-3",
             hidden=[40] * 6,
@@ -213,7 +240,9 @@ CONFIGS.update(
 )
 
 # The shipped default model (speakerid/pretrained/default) was trained with exactly these settings.
-CONFIGS["fsdd-default"] = dataclasses.replace(CONFIGS["fsdd-mfcc-dilated-gru"], name="fsdd-default")
+# It streams (causal front-end): fsdd-mfcc-dilated-gru fine-tuned, so train that config first (its best.pt is
+# the init_from). Overriding --model etc. from it for experiments also wants --init_from "" (start from scratch).
+CONFIGS["fsdd-default"] = dataclasses.replace(CONFIGS["fsdd-mfcc-dilated-gru-causal-ft"], name="fsdd-default")
 
 # The open-set embedding recipe: a DilatedRNN over MFCC frames trained as a speaker *embedding* (AAM-softmax on
 # a cosine head) with voice-changing and channel augmentation and crops of 0.5-2 s, for any prepared
@@ -463,6 +492,8 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
     _init_weights(model, cfg.init)
     if mcfg.head == "cosine":  # AAM-softmax ArcFace init: unit-scale class centres
         torch.nn.init.normal_(model.head.weight, 0.0, 0.01)
+    if cfg.init_from:
+        model.load_state_dict(load_checkpoint(cfg.init_from, map_location="cpu")["model"])
     model.to(device)
     scorer = model if voices == 1 else _PerSpeaker(model, voices)  # what evaluation sees: (B, K) logits
     ddp_model = model
@@ -500,28 +531,26 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
     def checkpoint(path: Path, extra: dict | None = None) -> None:
         if not is_main:
             return
-        obj = {
-            "format": FORMAT,
-            "model_config": mcfg.to_dict(),
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "labels": labels,
-            "frontend": {"sample_rate": data.sample_rate, "crop": cfg.crop},
-            "train_config": asdict(cfg),
-            "optimizer": opt.state_dict(),
-            "scaler": scaler.state_dict(),
-            "rng": {
+        card = ModelCard.build(mcfg, labels, FrontEnd(crop=cfg.crop))
+        obj = make_checkpoint(
+            model,
+            card,
+            train_config=asdict(cfg),
+            optimizer=opt.state_dict(),
+            scaler=scaler.state_dict(),
+            rng={
                 "torch": torch.get_rng_state(),
                 "cuda": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
             },
-            "epoch": epoch,
-            "step": step,
-            "step_in_epoch": step_in_epoch,
-            "metrics": rows,
-            "epoch_stats": [float(loss_sum), int(correct), int(seen)],
-            "best": best,
-            "n_parameters": count_parameters(model),
-            "versions": _versions(),
-        }
+            epoch=epoch,
+            step=step,
+            step_in_epoch=step_in_epoch,
+            metrics=rows,
+            epoch_stats=[float(loss_sum), int(correct), int(seen)],
+            best=best,
+            n_parameters=count_parameters(model),
+            versions=_versions(),
+        )
         obj.update(extra or {})
         save_atomic(obj, path)
 
@@ -660,9 +689,7 @@ def train(cfg: TrainConfig, resume: bool = False, progress: bool = True, stop_af
         cal = calibrate_threshold(scorer, data, device=device, crop=cfg.crop)
         for p in (best_path, last_path):
             if p.is_file():
-                ck = load_checkpoint(p)
-                ck["calibration"] = cal
-                save_atomic(ck, p)
+                save_atomic(with_calibration(load_checkpoint(p), cal), p)
         summary["calibration"] = cal
         if data.split("test"):
             rep = evaluate(scorer, data, "test", cfg.crop, device=device, progress=progress)
