@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import json
 import os
 import sys
-import typing
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["main", "train_main", "parse_overrides", "key_value_pairs", "quiet_on_closed_pipe"]
+__all__ = ["main", "train_main", "quiet_on_closed_pipe"]
 
 EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
 
@@ -46,52 +44,10 @@ def quiet_on_closed_pipe(fn: Callable[..., int]) -> Callable[..., int]:
 # train
 
 
-def key_value_pairs(tokens: list[str]) -> list[tuple[str, str]]:
-    """``--key value`` / ``--key=value`` tokens -> [(key, value)], dashes in keys read as underscores."""
-    pairs, i = [], 0
-    while i < len(tokens):
-        tok = tokens[i]
-        if not tok.startswith("--"):
-            raise ValueError(f"expected --key value, got {tok!r}")
-        key, eq, val = tok[2:].partition("=")
-        key = key.replace("-", "_")
-        if not eq:
-            if i + 1 >= len(tokens):
-                raise ValueError(f"--{key} needs a value")
-            val, i = tokens[i + 1], i + 1
-        pairs.append((key, val))
-        i += 1
-    return pairs
-
-
-def parse_overrides(cls, base, pairs: list[str]):
-    """Apply ``--key value`` pairs to dataclass ``base``; unknown keys and badly typed values raise ValueError."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    changes = {}
-    for key, val in key_value_pairs(pairs):
-        if key not in names:
-            raise ValueError(f"unknown option --{key}; valid: {', '.join('--' + n for n in sorted(names))}")
-        hint = hints[key]
-        try:
-            if hint is bool:
-                if val.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                    raise ValueError
-                changes[key] = val.lower() in ("1", "true", "yes", "on")
-            elif hint in (int, float, str):
-                changes[key] = hint(val)
-            elif typing.get_origin(hint) is list:
-                changes[key] = [int(v) for v in val.replace(" ", "").split(",") if v]
-            else:
-                changes[key] = val
-        except ValueError:
-            raise ValueError(f"--{key} expects {getattr(hint, '__name__', hint)}, got {val!r}") from None
-    return dataclasses.replace(base, **changes)
-
-
 @quiet_on_closed_pipe
 def train_main(argv: list[str] | None = None) -> int:
-    from .training import CONFIGS, TrainConfig, get_config
+    from .config import override, show
+    from .training import CONFIGS, get_config
 
     try:
         from .tasks import EXPERIMENTS  # the paper's secondary benchmarks
@@ -99,6 +55,7 @@ def train_main(argv: list[str] | None = None) -> int:
         EXPERIMENTS = {}
     p = argparse.ArgumentParser(
         prog="train.py",
+        allow_abbrev=False,
         description="Train a speaker-ID model (Table 3 configs, the shipped default) or a paper benchmark.",
         epilog="Any other --key value overrides that field of the config (see --show-config).",
     )
@@ -110,7 +67,7 @@ def train_main(argv: list[str] | None = None) -> int:
     args, rest = p.parse_known_args(argv)
     if args.list:
         for name, c in CONFIGS.items():
-            print(f"{name:28s} model={c.model}")
+            print(f"{name:28s} model={c.model_config(n_classes=1).name}")
         for name in EXPERIMENTS:
             print(f"{name:28s} (paper benchmark)")
         return 0
@@ -119,13 +76,13 @@ def train_main(argv: list[str] | None = None) -> int:
 
         return run_experiment_cli(args.config, rest, show_config=args.show_config, resume=args.resume)
     try:
-        cfg = parse_overrides(TrainConfig, get_config(args.config), rest)
+        cfg = override(get_config(args.config), rest)
     except ValueError as e:
         if args.config not in CONFIGS and EXPERIMENTS:
             e = ValueError(f"{e}; paper benchmarks: {', '.join(EXPERIMENTS)}")
         p.error(str(e))
     if args.show_config:
-        print(json.dumps(dataclasses.asdict(cfg), indent=2))
+        print(show(cfg))
         return 0
     if not cfg.data:
         p.error(f"config {cfg.name} needs --data DIR (a folder made by `python -m data_prep`)")

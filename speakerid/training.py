@@ -62,7 +62,6 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
     amp: str = "auto"  # auto (on with CUDA) | on | off
-    num_workers: int = 0
     eval_every: int = 1  # epochs
     ckpt_every: int = 200  # optimizer steps between last.pt saves (0 = only at epoch ends)
     val_max_crops: int = 8  # fixed crops per validation utterance
@@ -72,9 +71,8 @@ class TrainConfig:
         return Path(self.out or os.path.join("runs", self.name))
 
     def model_config(self, n_classes: int) -> ModelConfig:
+        """The model this config builds; its name is the preset's when unchanged, else what it is."""
         over = {"n_classes": n_classes}
-        if self.hidden or self.dilations or self.readout:
-            over["name"] = f"{self.model} (modified by {self.name})"
         if self.readout:
             over["readout"] = self.readout
         if self.hidden:
@@ -85,7 +83,30 @@ class TrainConfig:
             over["dilations"] = preset(self.model).dilations[: len(over["hidden"])]
         if "dilations" in over and "hidden" not in over:
             over["hidden"] = [preset(self.model).hidden[0]] * len(over["dilations"])
-        return preset(self.model, **over)
+        mc = preset(self.model, **over)
+        base = preset(self.model)
+        if (mc.hidden, mc.dilations, mc.readout) != (base.hidden, base.dilations, base.readout):
+            mc.name = describe_model(mc)
+        return mc
+
+
+def describe_model(mc: ModelConfig) -> str:
+    """What a model config builds, in words: ``mfcc dilated GRU 4x64, dilations 1..8, mean readout``."""
+    if mc.arch == "cnn":
+        kind = "dilated CNN"
+    else:
+        cell = mc.cell.upper() if mc.cell != "rnn" else "RNN"
+        kind = (
+            f"{'dilated' if max(mc.dilations) > 1 else 'stacked'} {cell}" if len(mc.dilations) > 1 else cell
+        )
+    h = mc.hidden
+    size = f"{len(h)}x{h[0]}" if len(set(h)) == 1 else "-".join(map(str, h))
+    dil = (
+        f"dilations {mc.dilations[0]}..{mc.dilations[-1]}"
+        if len(mc.dilations) > 1
+        else f"dilation {mc.dilations[0]}"
+    )
+    return f"{mc.frontend} {kind} {size}, {dil}, {mc.readout} readout"
 
 
 def _vctk(name, model, **kw):

@@ -15,7 +15,7 @@ from _crash import count_optimizer_steps, kill_during_step
 from _synth import make_prepared, voice
 
 from speakerid.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
-from speakerid.cli import parse_overrides
+from speakerid.config import override
 from speakerid.data import PreparedDataset
 from speakerid.registry import RegistryError, SpeakerRegistry
 from speakerid.runtime import Identifier, InferenceOptions, load_engine
@@ -200,14 +200,19 @@ def test_bad_checkpoint_files_give_clear_errors(tmp_path):
 
 
 def test_config_overrides_reject_unknown_keys_and_bad_types():
-    cfg = parse_overrides(
-        TrainConfig, get_config("vctk-dilated-gru-l0-3"), ["--lr", "0.01", "--hidden=20,20"]
-    )
+    cfg = override(get_config("vctk-dilated-gru-l0-3"), ["--lr", "0.01", "--hidden=20,20"])
     assert cfg.lr == 0.01 and cfg.hidden == [20, 20] and cfg.batch_size == 128 and cfg.rms_alpha == 0.9
-    with pytest.raises(ValueError, match="unknown option --lrr"):
-        parse_overrides(TrainConfig, cfg, ["--lrr", "1"])
+    with pytest.raises(ValueError, match=r"unknown option --lrr \(did you mean --lr\?\); valid: --amp"):
+        override(cfg, ["--lrr", "1"])
     with pytest.raises(ValueError, match="--epochs expects int, got 'ten'"):
-        parse_overrides(TrainConfig, cfg, ["--epochs", "ten"])
+        override(cfg, ["--epochs", "ten"])
+    with pytest.raises(ValueError, match=r"--hidden expects list\[int\], got '20,x'"):
+        override(cfg, ["--hidden", "20,x"])
+    with pytest.raises(ValueError, match="--lr needs a value"):
+        override(cfg, ["--lr"])
+    assert override(cfg, {"lr": 1}).lr == 1.0  # Python values are type-checked, ints pass as floats
+    with pytest.raises(ValueError, match="--epochs expects int, got 2.5"):
+        override(cfg, {"epochs": 2.5})
     r = subprocess.run(
         [sys.executable, "train.py", "--config", "vctk-mfcc-gru-5x20", "--show-config"],
         cwd=REPO,

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import config
 from ..atomic import write_atomic
 from ..checkpoint import safe_load, save_atomic
 from ..models import count_parameters, exponential_dilations
@@ -65,19 +66,32 @@ TASKS: dict[str, dict[str, typing.Any]] = {
 _SELECT = {"copy": ("eval_loss", "min"), "mnist": ("valid_loss", "min"), "ptb": ("valid_bpc", "min")}
 
 
-def shared_data_dir() -> Path:
-    """``$SPEAKERID_SHARED_DATA``, else the checkout's sibling ``../shared/data`` (mnist/, ptb/ inside)."""
-    env = os.environ.get("SPEAKERID_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[3] / "shared" / "data"
+DATA_ENV = "SPEAKERID_SHARED_DATA"
+
+
+def shared_data_dir(data_root: str | os.PathLike | None = None) -> Path:
+    """The folder holding mnist/ and ptb/: ``data_root`` if given, else ``$SPEAKERID_SHARED_DATA``.
+
+    Nothing is guessed from where the package happens to be installed; with neither set this raises a
+    ValueError that says what to set.
+    """
+    root = data_root or os.environ.get(DATA_ENV)
+    if not root:
+        raise ValueError(
+            f"no data folder for the MNIST / PTB tasks: pass --data_root DIR (data_root=...) or set {DATA_ENV} "
+            "to the folder holding mnist/ and ptb/ (e.g. ../shared/data)"
+        )
+    return Path(root)
 
 
 @dataclass(frozen=True)
 class TaskExperiment:
     """One paper experiment: task, model and optimisation budget. Rebuilt from ``asdict`` (stored in results)."""
 
-    name: str
-    task: str  # "copy" | "mnist" | "ptb"
-    task_kwargs: dict = field(default_factory=dict)  # see TASKS; missing keys take the defaults
+    name: str = field(metadata={"fixed": True})
+    task: str = field(metadata={"fixed": True})  # "copy" | "mnist" | "ptb"
+    # see TASKS; missing keys take the defaults; overridden by their own names (--T 1000)
+    task_kwargs: dict = field(default_factory=dict, metadata={"fixed": True})
     arch: str = "rnn"  # "rnn" (DilatedRNN; all dilations 1 = stacked baseline) or "cnn" (kernel 2)
     cell: str = "gru"  # rnn (vanilla tanh) / lstm / gru
     hidden: list[int] = field(default_factory=lambda: [20] * 9)  # one per layer
@@ -130,42 +144,26 @@ class TaskExperiment:
         """(validation metric that picks the best weights, "min" or "max")."""
         return _SELECT[self.task]
 
+    def extra_options(self) -> dict:
+        """The task's own options (see TASKS), overridable by their names like fields (``speakerid.config``)."""
+        return dict(self.task_kwargs)
+
     def replace(self, **changes) -> TaskExperiment:
         """A copy with fields (or task kwargs, by their own names) changed; unknown keys or wrong types raise."""
-        hints = typing.get_type_hints(TaskExperiment)
-        names = {f.name for f in dataclasses.fields(self)}
+        opts = config.options(self)
         top, task_kw = {}, {}
         for key, val in changes.items():
-            if key in TASKS[self.task]:
-                task_kw[key] = val
-                continue
-            if key not in names:
-                valid = sorted(names | set(TASKS[self.task]))
-                raise ValueError(f"unknown experiment option {key!r}; valid: {', '.join(valid)}")
-            top[key] = _check_type(key, val, hints[key])
-        if "task_kwargs" in top:
-            task_kw = {**top.pop("task_kwargs"), **task_kw}
+            if key == "task_kwargs":
+                task_kw.update(val)
+            elif key not in opts:
+                raise config.ConfigError(
+                    f"unknown experiment option {key!r}; valid: {', '.join(sorted(opts))}"
+                )
+            elif key in TASKS[self.task]:
+                task_kw[key] = val  # checked against the task's defaults in __post_init__
+            else:
+                top[key] = config.check_value(key, val, opts[key][0])
         return dataclasses.replace(self, task_kwargs={**self.task_kwargs, **task_kw}, **top)
-
-
-def _check_type(key: str, val, hint):
-    origin = typing.get_origin(hint)
-    ok = {
-        int: lambda v: type(v) is int,
-        float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-        str: lambda v: isinstance(v, str),
-        bool: lambda v: isinstance(v, bool),
-        dict: lambda v: isinstance(v, dict),
-    }
-    if origin is list:
-        good = isinstance(val, (list, tuple)) and all(type(v) is int for v in val)
-    elif hint == (float | None):
-        good = val is None or ok[float](val)
-    else:
-        good = ok[hint](val)
-    if not good:
-        raise ValueError(f"option {key!r} expects {hint}, got {val!r}")
-    return float(val) if hint is float else list(val) if origin is list else val
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -659,7 +657,7 @@ def run_experiment(
     )
     if amp and dev.type != "cuda":
         raise ValueError(f"amp=True needs a CUDA device, got {dev}")
-    root = Path(data_root) if data_root is not None else shared_data_dir()
+    root = shared_data_dir(data_root) if exp.task in ("mnist", "ptb") else None
     out = Path(out_dir) if out_dir is not None else None
 
     task = _ADAPTERS[exp.task](exp, root, seed)
@@ -824,24 +822,6 @@ def _save_last(
 # Command line (``python train.py --config <experiment> [--key value ...]``).
 
 
-def _parse_value(key: str, text: str, like):
-    """Parse a command-line string into the type of ``like`` (the field's current value)."""
-    try:
-        if isinstance(like, bool):
-            if text.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise ValueError
-            return text.lower() in ("1", "true", "yes", "on")
-        if isinstance(like, list):
-            return [int(v) for v in text.replace(" ", "").split(",") if v]
-        if isinstance(like, int):
-            return int(text)
-        if isinstance(like, float) or like is None:
-            return None if text.lower() == "none" else float(text)
-        return text
-    except ValueError:
-        raise ValueError(f"--{key} expects {type(like).__name__}, got {text!r}") from None
-
-
 def run_experiment_cli(
     name: str, argv: list[str], show_config: bool = False, resume: bool = False, progress: bool = True
 ) -> int:
@@ -850,9 +830,7 @@ def run_experiment_cli(
     Run options: --max-iters N, --out DIR (default runs/<name>), --device D, --seed S, --amp, --data-root DIR.
     Any other ``--key value`` overrides an experiment field or task kwarg (lists as ``1,2,4``).
     """
-    from ..cli import key_value_pairs
-
-    p = argparse.ArgumentParser(prog=f"train.py --config {name}", add_help=False)
+    p = argparse.ArgumentParser(prog=f"train.py --config {name}", add_help=False, allow_abbrev=False)
     p.add_argument("--max-iters", "--max_iters", type=int, default=None)
     p.add_argument("--out", default=None)
     p.add_argument("--device", default=None)
@@ -861,20 +839,12 @@ def run_experiment_cli(
     p.add_argument("--data-root", "--data_root", default=None)
     opts, rest = p.parse_known_args(argv)
     try:
-        exp = get_experiment(name)
-        current = {**{f.name: getattr(exp, f.name) for f in dataclasses.fields(exp)}, **exp.task_kwargs}
-        changes = {}
-        for key, val in key_value_pairs(rest):
-            if key not in current or key in ("name", "task", "task_kwargs"):
-                valid = sorted(set(current) - {"name", "task", "task_kwargs"})
-                raise ValueError(f"unknown option --{key}; valid: {', '.join('--' + v for v in valid)}")
-            changes[key] = _parse_value(key, val, current[key])
-        exp = exp.replace(**changes)
+        exp = config.override(get_experiment(name), rest)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if show_config:
-        print(json.dumps(asdict(exp), indent=2))
+        print(config.show(exp))
         return 0
     out = opts.out or str(Path("runs") / exp.name)
     try:
