@@ -13,6 +13,7 @@ from pathlib import Path
 __all__ = ["main", "train_main", "quiet_on_closed_pipe"]
 
 EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
+EXIT_COLLAPSED = 3  # train.py --fail-on-collapse: the trained model learned nothing
 
 
 def quiet_on_closed_pipe(fn: Callable[..., int]) -> Callable[..., int]:
@@ -64,36 +65,58 @@ def train_main(argv: list[str] | None = None) -> int:
     p.add_argument("--show-config", action="store_true", help="print the resolved config as JSON and exit")
     p.add_argument("--list", action="store_true", help="list the named configs and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--fail-on-collapse",
+        action="store_true",
+        help=f"exit with status {EXIT_COLLAPSED} when the trained model collapsed (one class, or chance)",
+    )
     args, rest = p.parse_known_args(argv)
     if args.list:
         for name, c in CONFIGS.items():
             print(f"{name:28s} model={c.model_config(n_classes=1).name}")
-        for name in EXPERIMENTS:
-            print(f"{name:28s} (paper benchmark)")
+        for name, e in EXPERIMENTS.items():
+            print(f"{name:28s} model={e.describe()} (paper benchmark)")
         return 0
     if args.config in EXPERIMENTS:
         from .tasks import run_experiment_cli
 
-        return run_experiment_cli(args.config, rest, show_config=args.show_config, resume=args.resume)
+        return run_experiment_cli(
+            args.config, rest, show_config=args.show_config, resume=args.resume, progress=not args.no_progress
+        )
     try:
         cfg = override(get_config(args.config), rest)
     except ValueError as e:
         if args.config not in CONFIGS and EXPERIMENTS:
             e = ValueError(f"{e}; paper benchmarks: {', '.join(EXPERIMENTS)}")
         p.error(str(e))
+    from .training import budget, format_budget, train
+
     if args.show_config:
-        print(show(cfg))
+        try:
+            spend = budget(cfg)
+        except (FileNotFoundError, ValueError) as e:
+            spend = f"unknown until --data names a prepared dataset ({e})"
+        print(show(cfg, builds=cfg.model_config(n_classes=1).name, budget=spend))
+        if isinstance(spend, dict):
+            print(format_budget(spend), file=sys.stderr)
         return 0
     if not cfg.data:
         p.error(f"config {cfg.name} needs --data DIR (a folder made by `python -m data_prep`)")
-    from .training import train
-
     try:
         summary = train(cfg, resume=args.resume, progress=not args.no_progress)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({k: v for k, v in summary.items() if k != "metrics"}, indent=2))
+    collapse = summary.get("collapse") or {}
+    if collapse.get("collapsed"):
+        print(
+            f"WARNING: the model COLLAPSED: {'; '.join(collapse['reasons'])}. No unknown-speaker threshold was "
+            "calibrated; do not ship or enroll with it (more steps, another lr or a longer crop may help).",
+            file=sys.stderr,
+        )
+        if args.fail_on_collapse:
+            return EXIT_COLLAPSED
     return 0
 
 

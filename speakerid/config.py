@@ -12,7 +12,8 @@ type raise it too (``--epochs expects int, got 'ten'``). The library raises; the
 Supported field types: ``int``, ``float``, ``str``, ``bool`` (1/0, true/false, yes/no, on/off), ``list[int]``,
 ``list[float]``, ``list[str]`` (comma-separated: ``1,2,4``), and ``X | None`` of those (``none`` on the command
 line). A config can expose extra keys that are not fields (e.g. a task's own options) with a method
-``extra_options() -> {key: current value}`` and must then accept them in ``replace(**changes)``.
+``extra_options() -> {key: current value}`` and must then accept them in ``replace(**changes)``; a class
+attribute ``renamed_options`` ({old: new}) turns an old key into a "now called" error.
 """
 
 from __future__ import annotations
@@ -132,7 +133,9 @@ def check_value(key: str, val, hint):
     raise ConfigError(f"--{key} expects {_type_name(hint)}, got {val!r}")
 
 
-def _unknown(key: str, valid) -> ConfigError:
+def _unknown(key: str, valid, renamed: dict) -> ConfigError:
+    if renamed.get(key) in valid:
+        return ConfigError(f"option --{key} is now called --{renamed[key]}")
     close = difflib.get_close_matches(key, list(valid), n=3, cutoff=0.6)
     hint = f" (did you mean {', '.join('--' + c for c in close)}?)" if close else ""
     return ConfigError(f"unknown option --{key}{hint}; valid: {', '.join('--' + v for v in sorted(valid))}")
@@ -151,7 +154,7 @@ def override(cfg, changes: list[str] | dict):
     for key, val in pairs:
         key = key.replace("-", "_")
         if key not in opts:
-            raise _unknown(key, opts)
+            raise _unknown(key, opts, getattr(cfg, "renamed_options", {}))
         hint = opts[key][0]
         parsed[key] = parse_value(key, val, hint) if isinstance(val, str) and hint is not str else val
         parsed[key] = check_value(key, parsed[key], hint)

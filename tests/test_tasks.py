@@ -300,7 +300,7 @@ def test_registry_matches_the_paper():
     assert EXPERIMENTS["noisy-mnist-2000-dilated-cnn"].dilations[-1] == 1024  # 11 layers cover T = 2000
     assert EXPERIMENTS["mnist-dilated-cnn-h20"].dilations[-1] == 512  # 10 layers: receptive field 1024
     for e in EXPERIMENTS.values():
-        assert (e.lr, e.rmsprop_alpha, e.grad_clip) == (1e-3, 0.9, 0.0) or e.task_kwargs.get("T") == 100
+        assert (e.lr, e.rms_alpha, e.clip_grad) == (1e-3, 0.9, 0.0) or e.task_kwargs.get("T") == 100
     # Parameter counts against table 1 (k) and table 2 (M): ours have PyTorch's two RNN bias vectors.
     table = {
         "mnist-dilated-rnn-h20": 7e3,
@@ -346,7 +346,7 @@ TINY = {
     "hidden": [4] * 3,
     "dilations": [1, 2, 4],
     "batch_size": 8,
-    "eval_interval": 3,
+    "eval_every": 3,
 }
 
 
@@ -368,7 +368,7 @@ def test_run_is_deterministic_and_resumes_exactly(tmp_path):
         f"out_dir={str(out)!r})\n"
     )
     kill_during_step(payload, at=5, workdir=tmp_path)
-    assert torch.load(out / "last.pt", weights_only=True)["iter"] == 3
+    assert torch.load(out / "last.pt", weights_only=True)["step"] == 3
     with count_optimizer_steps() as n:
         r = run_experiment(
             "copy-100-dilated-rnn", TINY, max_iters=6, seed=1, progress=False, out_dir=out, resume=True
@@ -387,7 +387,7 @@ def test_run_is_deterministic_and_resumes_exactly(tmp_path):
 @needs_ptb
 def test_ptb_run_end_to_end(tmp_path):
     """Two truncated-BPTT steps of a tiny LM, then BPC on slices of valid/test (carried state, padded tail)."""
-    ov = {"hidden": [8, 8], "dilations": [1, 4], "batch_size": 4, "bptt": 16, "eval_interval": 2}
+    ov = {"hidden": [8, 8], "dilations": [1, 4], "batch_size": 4, "bptt": 16, "eval_every": 2}
     ov.update(eval_chars=500, test_chars=2000, eval_batch_size=4)
     r = run_experiment("ptb-dilated-gru", ov, max_iters=2, progress=False, data_root=DATA)
     f = r["final"]
@@ -398,7 +398,7 @@ def test_ptb_run_end_to_end(tmp_path):
 @needs_mnist
 def test_mnist_run_end_to_end():
     ov = {"hidden": [6, 6], "dilations": [1, 2], "batch_size": 16, "eval_limit": 64, "test_limit": 100}
-    ov["eval_interval"] = 2
+    ov["eval_every"] = 2
     r = run_experiment("pmnist-dilated-rnn-h20", ov, max_iters=2, progress=False, data_root=DATA)
     assert r["history"][0]["valid_n"] == 64 and r["final"]["valid_n"] == 5000 and r["final"]["test_n"] == 100
     assert 0.0 <= r["final"]["test_acc"] <= 100.0

@@ -21,10 +21,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import DilatedCNN, DilatedRNN, ModelConfig, SequenceClassifier
+from ..training.loop import INITS, init_weights_  # the one init, shared with speaker ID
 
 __all__ = ["StepwiseModel", "detach_state", "mnist_classifier", "init_weights_", "INITS"]
-
-INITS = ("default", "normal")
 
 
 class StepwiseModel(nn.Module):
@@ -116,15 +115,3 @@ def mnist_classifier(
         **kw,
     )
     return SequenceClassifier(config)
-
-
-@torch.no_grad()
-def init_weights_(model: nn.Module, scheme: str = "default") -> nn.Module:
-    """Re-initialise in place. ``"normal"``: every weight matrix (dim >= 2, not the fusion conv) ~ N(0, 1)."""
-    if scheme not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {scheme!r}")
-    if scheme == "normal":
-        for name, p in model.named_parameters():
-            if p.dim() >= 2 and "fusion" not in name:
-                p.normal_(0.0, 1.0)
-    return model

@@ -1,0 +1,33 @@
+"""Training: one loop (:mod:`.loop`) with task adapters; speaker ID (:mod:`.speaker`) and its named configs
+(:mod:`.configs`). The paper tasks' adapters live in :mod:`speakerid.tasks` and run through the same loop.
+
+    from speakerid.training import get_config, train
+    summary = train(get_config("fsdd-default"))
+"""
+
+from .configs import CONFIGS, get_config
+from .speaker import (
+    AUGMENTS,
+    LOSSES,
+    TrainConfig,
+    budget,
+    calibrate_threshold,
+    describe_model,
+    detect_collapse,
+    format_budget,
+    train,
+)
+
+__all__ = [
+    "TrainConfig",
+    "CONFIGS",
+    "get_config",
+    "train",
+    "budget",
+    "format_budget",
+    "detect_collapse",
+    "calibrate_threshold",
+    "describe_model",
+    "LOSSES",
+    "AUGMENTS",
+]
