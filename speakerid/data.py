@@ -137,8 +137,13 @@ class RandomCropDataset:
         crop: int = CROP_SAMPLES,
         seed: int = 0,
         noise_snr_db: float = 0.0,
+        augment=None,
+        voices: int = 1,
+        voice_range: tuple[float, float] = (4.0, 0.15),
     ):
         self.data, self.indices, self.crop, self.seed = data, list(indices), crop, seed
+        # speakerid.augment.Augmenter (or None); with voices > 1 item k is labelled speaker * voices + voice.
+        self.augment, self.voices, self.voice_range = augment, max(1, voices), voice_range
         self.noise_snr_db = noise_snr_db  # > 0: add white noise at an SNR drawn from [this, this + 30] dB
         self.epoch = 0
 
@@ -151,14 +156,25 @@ class RandomCropDataset:
     def __getitem__(self, k: int):
         i = self.indices[k]
         rng = np.random.default_rng((self.seed, self.epoch, k))
-        x = random_crop(self.data.waveform(i), self.crop, rng).astype(np.float32, copy=True)
+        label = self.data.label(i)
+        if self.augment is not None:
+            from .augment import voice_params
+
+            voice = None
+            if self.voices > 1:
+                v = int(rng.integers(self.voices))
+                voice = voice_params(v, self.voices, *self.voice_range)
+                label = label * self.voices + v
+            x = self.augment(self.data.waveform(i), rng, self.crop, voice)
+        else:
+            x = random_crop(self.data.waveform(i), self.crop, rng).astype(np.float32, copy=True)
         if self.noise_snr_db > 0:  # robustness to recording noise floors (and int16 vs float decoding)
             rms = float(np.sqrt(np.mean(x.astype(np.float64) ** 2))) + 1e-8
             snr = rng.uniform(self.noise_snr_db, self.noise_snr_db + 30.0)
             x += (rms * 10 ** (-snr / 20) * rng.standard_normal(len(x))).astype(np.float32)
         import torch  # here, so that data_prep (which needs only MANIFEST_FIELDS) starts without torch
 
-        return torch.from_numpy(x), self.data.label(i)
+        return torch.from_numpy(x), label
 
 
 class FixedCropDataset:

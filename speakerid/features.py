@@ -72,6 +72,7 @@ class MFCC(nn.Module):
         n_fft: int = 512,
         n_mels: int = 40,
         top_db: float = 80.0,
+        f_max: float | None = None,
     ):
         super().__init__()
         self.sample_rate = sample_rate
@@ -92,7 +93,9 @@ class MFCC(nn.Module):
         angle = 2 * math.pi * k * t / n_fft  # (K, n_fft)
         basis = torch.cat([torch.cos(angle), -torch.sin(angle)]) * window  # (2K, n_fft)
         self.register_buffer("basis", basis[:, None, :].float(), persistent=False)  # (2K, 1, n_fft)
-        self.register_buffer("mel", mel_filterbank(n_freqs, n_mels, sample_rate).float(), persistent=False)
+        self.register_buffer(
+            "mel", mel_filterbank(n_freqs, n_mels, sample_rate, f_max=f_max).float(), persistent=False
+        )
         self.register_buffer("dct", dct_matrix(n_mfcc, n_mels).float(), persistent=False)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:

@@ -123,6 +123,28 @@ def test_fusion_reads_one_output_per_subsequence():
     torch.testing.assert_close(emb.norm(dim=1), torch.ones(2, dtype=torch.float64))
 
 
+@pytest.mark.parametrize("T", [256, 250])  # 250: the first T % f steps are left out of the averages
+def test_mean_fusion_fuses_each_subsequence_time_average(T):
+    torch.manual_seed(5)
+    cfg = preset(
+        "dilated-gru-l0-3", n_classes=5, hidden=[6] * 3, dilations=[8, 16, 32], readout="mean-fusion"
+    )
+    model = build_model(cfg).double()
+    x = torch.randn(2, T, dtype=torch.float64)
+    out, _ = model.body(model.frontend(x))  # (2, T, 6)
+    tail = out[:, T % 8 :]
+    torch.testing.assert_close(model.features(x), tail.mean(1))  # initial weights 1/f: the plain mean
+    with torch.no_grad():
+        model.fusion.weight.copy_(torch.randn(model.fusion.weight.shape, dtype=torch.float64))
+        model.fusion.bias.normal_()
+    w = model.fusion.weight.view(-1)  # (f,): column j = steps T - 8 + j, T - 16 + j, ...
+    means = torch.stack([tail[:, j::8].mean(1) for j in range(8)], 1)  # (2, 8, 6)
+    expected = (means * w[None, :, None]).sum(1) + model.fusion.bias
+    torch.testing.assert_close(model.features(x), expected)
+    with pytest.raises(ValueError, match="readout must be one of"):
+        preset("dilated-gru-l0-3", readout="max")
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_presets_build_and_run(name):
     model = build_model(preset(name, n_classes=7))

@@ -21,6 +21,8 @@ from ..audio import SAMPLE_RATE
 from ..features import MFCC
 from .dilated_rnn import DilatedRNN, exponential_dilations
 
+COSINE_SCALE = 30.0  # logits of a cosine head: the AAM-softmax scale s, so softmax(logits) is the loss's
+
 __all__ = [
     "ModelConfig",
     "SequenceClassifier",
@@ -31,6 +33,9 @@ __all__ = [
     "preset",
     "PAPER_PARAMS",
 ]
+
+
+READOUTS = ("fusion", "mean", "mean-fusion")
 
 
 @dataclass
@@ -48,9 +53,11 @@ class ModelConfig:
     normalize: bool = True  # raw/mfcc: scale each clip to zero mean, unit RMS (volume invariance)
     sample_rate: int = SAMPLE_RATE  # of the waveform the front-end expects
     n_mfcc: int = 13
-    readout: str = (
-        "fusion"  # "fusion": the paper's last step (1-by-f fusion of the last f); "mean": time average
-    )
+    f_max: float = 0.0  # mfcc: highest mel-band edge in Hz (0 = Nyquist); 4000 ignores what 8 kHz audio lacks
+    head: str = "linear"  # "linear" (logits = W h + b) | "cosine" (logits = 30 cos(h, w_k): AAM-softmax)
+    # "fusion": the paper's last step (1-by-f fusion of the last f outputs); "mean": time average;
+    # "mean-fusion": 1-by-f fusion of the f subsequences' time averages (every step gets a gradient)
+    readout: str = "fusion"
     kernel_size: int = 2  # arch="cnn"
     dropout: float = 0.0
     name: str = ""
@@ -62,8 +69,10 @@ class ModelConfig:
             raise ValueError(f"frontend must be raw, mfcc or none, got {self.frontend!r}")
         if self.arch not in ("rnn", "cnn"):
             raise ValueError(f"arch must be rnn or cnn, got {self.arch!r}")
-        if self.readout not in ("fusion", "mean"):
-            raise ValueError(f"readout must be fusion or mean, got {self.readout!r}")
+        if self.head not in ("linear", "cosine"):
+            raise ValueError(f"head must be linear or cosine, got {self.head!r}")
+        if self.readout not in READOUTS:
+            raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {self.readout!r}")
 
     @property
     def fusion_width(self) -> int:
@@ -116,20 +125,22 @@ class SequenceClassifier(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.mfcc = MFCC(c.sample_rate, n_mfcc=c.n_mfcc) if c.frontend == "mfcc" else None
+        self.mfcc = (
+            MFCC(c.sample_rate, n_mfcc=c.n_mfcc, f_max=c.f_max or None) if c.frontend == "mfcc" else None
+        )
         # Frame-wise LayerNorm keeps MFCC magnitudes (c0 ~ -300) in the GRU's working range.
         self.mfcc_norm = nn.LayerNorm(c.n_mfcc) if c.frontend == "mfcc" else None
         if c.arch == "rnn":
             self.body = DilatedRNN(c.input_size, c.hidden, c.dilations, cell=c.cell, dropout=c.dropout)
         else:
             self.body = DilatedCNN(c.input_size, c.hidden, c.dilations, c.kernel_size)
-        f = c.fusion_width if c.readout == "fusion" else 1
+        f = c.fusion_width if c.readout in ("fusion", "mean-fusion") else 1
         # The paper's 1-by-M^l0 convolution: one filter sliding over the (H, f) map of the last f outputs.
         self.fusion = nn.Conv2d(1, 1, kernel_size=(1, f)) if f > 1 else None
         if self.fusion is not None:
             nn.init.constant_(self.fusion.weight, 1.0 / f)  # start as the mean over subsequences
             nn.init.zeros_(self.fusion.bias)
-        self.head = nn.Linear(self.body.output_size, c.n_classes)
+        self.head = nn.Linear(self.body.output_size, c.n_classes, bias=c.head == "linear")
 
     @property
     def embedding_size(self) -> int:
@@ -153,19 +164,37 @@ class SequenceClassifier(nn.Module):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T) or (B, T, C) -> fused penultimate vector (B, D)."""
         out, _ = self.body(self.frontend(x))  # (B, T', H)
-        if self.config.readout == "mean":
+        if self.config.readout == "mean" or (self.fusion is None and self.config.readout == "mean-fusion"):
             return out.mean(1)  # (B, T', H) -> (B, H)
         f = self.config.fusion_width
         if self.fusion is None:
             return out[:, -1]
+        if self.config.readout == "mean-fusion":
+            return self._fuse_subsequence_means(out, f)
         last = out[:, -f:, :].transpose(1, 2)[
             :, None
         ]  # (B, f, H) -> (B, 1, H, f): one output per subsequence
         return self.fusion(last)[:, 0, :, 0]  # (B, 1, H, 1) -> (B, H)
 
+    def classify(self, h: torch.Tensor) -> torch.Tensor:
+        """Penultimate (B, D) -> logits (B, K); a cosine head gives COSINE_SCALE * cos(h, w_k)."""
+        if self.config.head == "cosine":
+            return COSINE_SCALE * F.linear(F.normalize(h, dim=-1), F.normalize(self.head.weight, dim=-1))
+        return self.head(h)
+
+    def _fuse_subsequence_means(self, out: torch.Tensor, f: int) -> torch.Tensor:
+        """(B, T', H) -> (B, H): the time average of each of the f subsequences (the last f * (T' // f) steps,
+        so that column j is always the subsequence ending j - f + 1 steps before the end), fused by the
+        1-by-f convolution."""
+        B, T, H = out.shape
+        if T < f:
+            raise ValueError(f"mean-fusion readout needs at least {f} steps, got {T}")
+        tail = out[:, T % f :, :].reshape(B, T // f, f, H).mean(1)  # (B, f, H)
+        return self.fusion(tail.transpose(1, 2)[:, None])[:, 0, :, 0]  # (B, 1, H, f) -> (B, H)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T) -> logits (B, K)."""
-        return self.head(self.features(x))
+        return self.classify(self.features(x))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T) -> L2-normalised embedding (B, D)."""
@@ -174,7 +203,7 @@ class SequenceClassifier(nn.Module):
     def forward_with_embedding(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(B, T) -> (logits (B, K), embedding (B, D)) in one pass (used by runtime and export)."""
         h = self.features(x)
-        return self.head(h), F.normalize(h, dim=-1)
+        return self.classify(h), F.normalize(h, dim=-1)
 
 
 def build_model(config: ModelConfig | dict) -> SequenceClassifier:

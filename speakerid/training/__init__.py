@@ -7,7 +7,6 @@
 
 from .configs import CONFIGS, get_config
 from .speaker import (
-    AUGMENTS,
     LOSSES,
     TrainConfig,
     budget,
@@ -29,5 +28,4 @@ __all__ = [
     "calibrate_threshold",
     "describe_model",
     "LOSSES",
-    "AUGMENTS",
 ]

@@ -52,6 +52,100 @@ _TABLE: list[dict] = [
     ),
 ]
 
+# Sentence-level speech (3-5 s clips, e.g. RAVDESS; see benchmarks/real_speech.py), sized for 2 CPU cores (budgets
+# and results: README "Real speech"): data prepared with ``python -m data_prep ... --trim`` (the silence around each
+# sentence cut), Adam with a cosine schedule and a budget in optimizer steps (``max_steps``; ``epochs`` only bounds
+# it). Validation every 25 epochs.
+_SENTENCE = dict(
+    batch_size=32, epochs=100_000, optimizer="adam", lr=3e-3, lr_schedule="cosine", eval_every=25, threads=1
+)
+_TABLE += [
+    # MFCC front-end + dilated GRU over frames, 1 s crops
+    dict(
+        _SENTENCE,
+        name="sentence-mfcc-dilated-gru",
+        model="mfcc-gru-5x20",
+        hidden=[64] * 4,
+        dilations=[1, 2, 4, 8],
+        readout="mean",
+        crop=16000,
+        noise_snr_db=20.0,
+        max_steps=1500,
+    ),
+    dict(
+        _SENTENCE,
+        name="sentence-mfcc-gru-1x128",
+        model="mfcc-gru-1x128",
+        crop=16000,
+        noise_snr_db=20.0,
+        max_steps=1500,
+    ),
+    # raw waveform, generalized DilatedRNN l0 = 3 (8 subsequences), 1-by-8 fusion of their means
+    dict(
+        _SENTENCE,
+        name="sentence-raw-dilated-gru-l0-3",
+        model="dilated-gru-l0-3",
+        hidden=[32] * 5,
+        dilations=[8, 16, 32, 64, 128],
+        readout="mean-fusion",
+        crop=4096,  # 0.26 s: half the paper's, so twice the updates per CPU second
+        batch_size=16,
+        max_steps=4000,
+    ),
+    # Table 3 raw fused GRU 1x256 (fold 8, 1-by-8 fusion of the last step), same crops
+    dict(
+        _SENTENCE, name="sentence-fused-gru-8", model="fused-gru-8", crop=4096, batch_size=16, max_steps=1000
+    ),
+]
+
+# The open-set embedding recipe: a DilatedRNN over MFCC frames trained as a speaker *embedding* (AAM-softmax on
+# a cosine head) with voice-changing and channel augmentation and crops of 0.5-2 s, for any prepared
+# multi-speaker corpus (VCTK, your own folders): `python train.py --config embed --data DIR`. Its checkpoint
+# enrolls strangers (`speakerid enroll --model runs/embed/best.pt`); benchmarks/enroll.py measures that.
+_EMBED = dict(
+    model="mfcc-gru-5x20",
+    hidden=[64] * 4,  # sized for the 2-core CPU benchmark (benchmarks/enroll.py); wider helps with more data
+    dilations=[1, 2, 4, 8],
+    readout="mean",
+    n_mfcc=30,
+    head="cosine",
+    loss="aam",
+    crop=16000,
+    crop_min=8000,
+    aug_speed=0.1,
+    aug_pitch=2.0,
+    aug_vtlp=0.1,
+    aug_noise_snr_db=5.0,
+    aug_reverb=0.3,
+    aug_gain_db=6.0,
+    batch_size=32,
+    optimizer="adam",
+    lr=2e-3,
+    weight_decay=1e-4,
+    lr_schedule="cosine",
+    epochs=18,
+    eval_every=6,
+    threads=1,
+)
+_TABLE += [
+    dict(_EMBED, name="embed"),
+    # The same recipe on FSDD (licence-clean; a shipped-model candidate): its 4 kHz band (8 kHz recordings) sets
+    # f_max, and each of the 6 speakers becomes 16 pseudo-voices.
+    dict(
+        _EMBED,
+        name="fsdd-embed",
+        data="data/fsdd",
+        crop=8000,
+        crop_min=4000,
+        epochs=4,
+        eval_every=2,
+        f_max=4000.0,
+        voices=16,
+        voice_pitch=5.0,
+        voice_vtlp=0.18,
+    ),
+]
+
 CONFIGS: dict[str, TrainConfig] = {d["name"]: TrainConfig(**d) for d in _TABLE}
 # The shipped default model (speakerid/pretrained/default) was trained with these settings (one crop per clip
 # and epoch: it predates audio-scaled epochs; FSDD clips are mostly shorter than two crops, so few differ).

@@ -29,10 +29,13 @@ from tqdm import tqdm
 
 from ..atomic import atomic_open
 from ..audio import CROP_SAMPLES
+from ..augment import AugmentConfig, Augmenter
 from ..checkpoint import FORMAT, load_checkpoint, save_atomic
 from ..data import PreparedDataset, RandomCropDataset
 from ..evaluation import equal_error_rate, evaluate, plot_confusion, predict_crops, write_report
+from ..losses import aam_softmax
 from ..models import ModelConfig, build_model, count_parameters, preset
+from ..models.classifier import COSINE_SCALE
 from .loop import LoopSettings, finish_distributed, fit, init_weights_
 
 __all__ = [
@@ -44,7 +47,6 @@ __all__ = [
     "calibrate_threshold",
     "describe_model",
     "LOSSES",
-    "AUGMENTS",
 ]
 
 
@@ -58,12 +60,28 @@ class TrainConfig:
     model: str = "dilated-gru-l0-3"  # a preset from speakerid.models.PRESETS
     hidden: list[int] = field(default_factory=list)  # overrides of the preset (empty = keep)
     dilations: list[int] = field(default_factory=list)
-    readout: str = ""  # override of the preset's readout: fusion | mean (empty = keep)
+    readout: str = ""  # override of the preset's readout: fusion | mean | mean-fusion (empty = keep)
+    n_mfcc: int = 0  # override of the MFCC size (0 = keep; also sets the model's input size)
+    f_max: float = 0.0  # override: MFCC mel bands up to this frequency (0 = keep)
+    head: str = ""  # override of the head: linear | cosine (empty = keep; loss aam needs cosine)
+    # Open-set embedding recipe (speakerid.losses, speakerid.augment; all off by default).
+    loss: str = (
+        "ce"  # a key of LOSSES: ce (softmax cross-entropy) | aam (additive angular margin, cosine head)
+    )
+    aam_margin: float = 0.2
+    crop_min: int = 0  # > 0: each batch's crops are cut to a length drawn from [crop_min, crop]
+    aug_speed: float = 0.0  # speed factor in [1 - this, 1 + this] (tempo, pitch and formants)
+    aug_pitch: float = 0.0  # pitch shift in [-this, this] semitones
+    aug_vtlp: float = 0.0  # vocal-tract-length warp alpha in [1 - this, 1 + this]
+    aug_noise_snr_db: float = 0.0  # > 0: coloured noise at an SNR in [this, this + 30] dB
+    aug_reverb: float = 0.0  # probability of a synthetic room response (RT60 0.2-0.8 s)
+    aug_gain_db: float = 0.0  # level change in [-this, this] dB
+    voices: int = 0  # > 1: each speaker becomes this many pseudo-voice classes (fixed pitch/warp per voice)
+    voice_pitch: float = 4.0  # pseudo-voices spread over [-this, this] semitones ...
+    voice_vtlp: float = 0.15  # ... and alpha in [1 - this, 1 + this]
     crop: int = CROP_SAMPLES  # samples per training crop (8192 = 0.5 s at 16 kHz, the paper's)
     epoch_crops: str = "audio"  # audio: max(1, length // crop) crops per clip and epoch; clips: one per clip
     noise_snr_db: float = 0.0  # > 0: add white noise to each training crop at SNR in [this, this + 30] dB
-    augment: str = ""  # a key of AUGMENTS applied to each training batch (empty = none)
-    loss: str = "ce"  # a key of LOSSES
     batch_size: int = 128  # global batch (split across DDP processes)
     lr: float = 1e-3  # RMSProp, as in the paper
     rms_alpha: float = 0.9  # RMSProp decay
@@ -90,9 +108,15 @@ class TrainConfig:
 
     def model_config(self, n_classes: int) -> ModelConfig:
         """The model this config builds; its name is the preset's when unchanged, else what it is."""
-        over = {"n_classes": n_classes}
+        over = {"n_classes": n_classes * max(1, self.voices)}
         if self.readout:
             over["readout"] = self.readout
+        if self.n_mfcc:
+            over.update(n_mfcc=self.n_mfcc, input_size=self.n_mfcc)
+        if self.f_max:
+            over["f_max"] = self.f_max
+        if self.head:
+            over["head"] = self.head
         if self.hidden:
             over["hidden"] = list(self.hidden)
         if self.dilations:
@@ -102,8 +126,8 @@ class TrainConfig:
         if "dilations" in over and "hidden" not in over:
             over["hidden"] = [preset(self.model).hidden[0]] * len(over["dilations"])
         mc = preset(self.model, **over)
-        base = preset(self.model)
-        if (mc.hidden, mc.dilations, mc.readout) != (base.hidden, base.dilations, base.readout):
+        same = ("n_classes", "name")
+        if {**mc.to_dict(), **dict.fromkeys(same)} != {**preset(self.model).to_dict(), **dict.fromkeys(same)}:
             mc.name = describe_model(mc)
         return mc
 
@@ -122,21 +146,64 @@ def describe_model(mc: ModelConfig) -> str:
     d = mc.dilations
     dil = f"dilations {d[0]}..{d[-1]}" if len(d) > 1 else f"dilation {d[0]}"
     dil = dil if max(d) > 1 or len(d) == 1 else "no dilation"
-    return f"{mc.frontend} {kind} {size}, {dil}, {mc.readout} readout"
+    head = ", cosine head" if getattr(mc, "head", "linear") == "cosine" else ""
+    return f"{mc.frontend} {kind} {size}, {dil}, {mc.readout} readout{head}"
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Hooks: a loss maps (model, x (B, T), y (B,)) -> (mean loss, logits (B, K)); an augmentation maps a training batch
-# x (B, T) and a torch.Generator to a new x (B, T). Register one here and select it with --loss / --augment.
+# Losses: (model, x (B, T), y (B,), cfg) -> (mean loss, logits (B, K)). Register one here, select it with --loss.
 
 
-def _cross_entropy(model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _cross_entropy(model, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig):
     logits = model(x)  # (B, K)
     return F.cross_entropy(logits.float(), y), logits
 
 
-LOSSES: dict[str, Callable] = {"ce": _cross_entropy}
-AUGMENTS: dict[str, Callable] = {}
+def _aam(model, x: torch.Tensor, y: torch.Tensor, cfg: TrainConfig):
+    logits = model(x)  # (B, K): a cosine head's logits are COSINE_SCALE * cos
+    return aam_softmax(logits.float() / COSINE_SCALE, y, cfg.aam_margin, COSINE_SCALE), logits
+
+
+LOSSES: dict[str, Callable] = {"ce": _cross_entropy, "aam": _aam}
+
+
+def _check_recipe(cfg: TrainConfig, mcfg: ModelConfig) -> None:
+    if cfg.loss not in LOSSES:
+        raise ValueError(f"loss must be {' or '.join(LOSSES)}, got {cfg.loss!r}")
+    if cfg.loss == "aam" and mcfg.head != "cosine":
+        raise ValueError("loss aam needs a cosine head (--head cosine)")
+    if cfg.crop_min and not 0 < cfg.crop_min <= cfg.crop:
+        raise ValueError(f"crop_min must be in 1..crop={cfg.crop}, got {cfg.crop_min}")
+
+
+def _augment_config(cfg: TrainConfig) -> AugmentConfig:
+    return AugmentConfig(
+        speed=cfg.aug_speed,
+        pitch=cfg.aug_pitch,
+        vtlp=cfg.aug_vtlp,
+        noise_snr_db=cfg.aug_noise_snr_db,
+        reverb=cfg.aug_reverb,
+        gain_db=cfg.aug_gain_db,
+    )
+
+
+def _batch_length(cfg: TrainConfig, step: int) -> int:
+    """Crop length of optimizer step ``step``: [crop_min, crop] seeded by (seed, step), or crop."""
+    if not cfg.crop_min:
+        return cfg.crop
+    return int(np.random.default_rng((cfg.seed, 7, step)).integers(cfg.crop_min, cfg.crop + 1))
+
+
+class _PerSpeaker(torch.nn.Module):
+    """Evaluation view of a pseudo-voice model: logits (B, K * V) -> (B, K) by log-sum-exp over voices."""
+
+    def __init__(self, model, voices: int):
+        super().__init__()
+        self.model, self.voices = model, voices
+
+    def forward_with_embedding(self, x):
+        logits, emb = self.model.forward_with_embedding(x)
+        return logits.unflatten(1, (-1, self.voices)).logsumexp(-1), emb
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -231,29 +298,46 @@ def _epoch_order(n: int, seed: int, epoch: int) -> list[int]:
 
 
 class SpeakerAdapter:
-    """Speaker ID for :func:`speakerid.training.loop.fit`: random crops in, cross-entropy (or LOSSES) out."""
+    """Speaker ID for :func:`speakerid.training.loop.fit`: random crops in, cross-entropy (or LOSSES) out.
+
+    With ``voices`` > 1 each speaker is several pseudo-voice classes; :meth:`scorer` then sums them back."""
 
     reports_accuracy = True
 
     def __init__(self, cfg: TrainConfig, data: PreparedDataset, steps_per_epoch: int):
         self.cfg, self.data, self.steps_per_epoch = cfg, data, steps_per_epoch
-        if cfg.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {', '.join(LOSSES)}, got {cfg.loss!r}")
-        if cfg.augment and cfg.augment not in AUGMENTS:
-            raise ValueError(
-                f"augment must be one of {', '.join(AUGMENTS) or '(none registered)'}, got {cfg.augment!r}"
-            )
-        self.loss_fn = LOSSES[cfg.loss]
-        self.augment = AUGMENTS.get(cfg.augment)
-        items = epoch_items(data, data.split("train"), cfg.crop, cfg.epoch_crops)
-        self.dataset = RandomCropDataset(data, items, cfg.crop, seed=cfg.seed, noise_snr_db=cfg.noise_snr_db)
         self.mcfg = cfg.model_config(len(data.labels))
+        _check_recipe(cfg, self.mcfg)
+        self.loss_fn = LOSSES[cfg.loss]
+        self.voices = voices = max(1, cfg.voices)
+        self.labels = (
+            data.speakers if voices == 1 else [f"{s}/voice{v}" for s in data.speakers for v in range(voices)]
+        )
+        aug = _augment_config(cfg)
+        items = epoch_items(data, data.split("train"), cfg.crop, cfg.epoch_crops)
+        self.dataset = RandomCropDataset(
+            data,
+            items,
+            cfg.crop,
+            seed=cfg.seed,
+            noise_snr_db=cfg.noise_snr_db,
+            augment=Augmenter(aug, data.sample_rate) if aug.enabled or voices > 1 else None,
+            voices=voices,
+            voice_range=(cfg.voice_pitch, cfg.voice_vtlp),
+        )
         self.has_valid = bool(data.split("valid"))
         self.n_parameters = count_parameters(build_model(self.mcfg))
         self._order: tuple[int, list[int]] | None = None
 
     def build_model(self):
-        return init_weights_(build_model(self.mcfg), self.cfg.init)
+        model = init_weights_(build_model(self.mcfg), self.cfg.init)
+        if self.mcfg.head == "cosine":  # AAM-softmax ArcFace init: unit-scale class centres
+            torch.nn.init.normal_(model.head.weight, 0.0, 0.01)
+        return model
+
+    def scorer(self, model):
+        """What evaluation sees: the model, or its per-speaker view ((B, K) logits) for pseudo-voices."""
+        return model if self.voices == 1 else _PerSpeaker(model, self.voices)
 
     def batch(self, epoch: int, b: int, rank: int, world: int):
         if self._order is None or self._order[0] != epoch:
@@ -262,22 +346,23 @@ class SpeakerAdapter:
         bs, local = self.cfg.batch_size, self.cfg.batch_size // world
         mine = self._order[1][b * bs : (b + 1) * bs][rank * local : (rank + 1) * local]
         items = [self.dataset[k] for k in mine]
-        x = torch.stack([it[0] for it in items])  # (B, T)
+        x = torch.stack([it[0] for it in items])  # (B, crop)
         y = torch.tensor([it[1] for it in items])  # (B,)
-        if self.augment is not None:
-            x = self.augment(x, torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch * 10_007 + b))
-        return x, y
+        step = epoch * self.steps_per_epoch + b
+        return x[:, : _batch_length(self.cfg, step)], y  # (B, L): varied lengths when crop_min > 0
 
     def loss(self, model, batch, device):
         x, y = (t.to(device) for t in batch)
-        loss, logits = self.loss_fn(model, x, y)
+        loss, logits = self.loss_fn(model, x, y, self.cfg)
         return loss, len(y), int((logits.argmax(1) == y).sum())
 
     def evaluate(self, model, device, final: bool) -> dict:
         if not self.has_valid:
             return {}
         c = self.cfg
-        rep = evaluate(model, self.data, "valid", c.crop, device=device, max_crops=c.val_max_crops)
+        rep = evaluate(
+            self.scorer(model), self.data, "valid", c.crop, device=device, max_crops=c.val_max_crops
+        )
         return {"val_loss": rep["loss"], "val_crop_top1": rep["crop_top1"], "val_utt_top1": rep["utt_top1"]}
 
     def score(self, row: dict) -> float:
@@ -286,13 +371,13 @@ class SpeakerAdapter:
     def checkpoint_meta(self) -> dict:
         return {
             "model_config": self.mcfg.to_dict(),
-            "labels": self.data.speakers,
+            "labels": self.labels,
             "frontend": {"sample_rate": self.data.sample_rate, "crop": self.cfg.crop},
             "n_parameters": self.n_parameters,
         }
 
     def check_resume(self, ckpt: dict, path: Path) -> None:
-        if ckpt.get("labels") != self.data.speakers:
+        if ckpt.get("labels") != self.labels:
             raise ValueError(f"{path} was trained on other speakers than {self.cfg.data}; not resuming")
 
     def state(self):
@@ -463,7 +548,7 @@ def train(
             tb.close()
     if r.stopped:
         return {"stopped_at_step": r.step}
-    model, device = r.model, r.device
+    model, device = adapter.scorer(r.model), r.device
     summary = {
         "run": str(run),
         "model": adapter.mcfg.name,
@@ -471,7 +556,7 @@ def train(
         "epochs": r.epoch,
         "steps": r.step,
         "metrics": r.rows,
-        "n_parameters": count_parameters(model),
+        "n_parameters": count_parameters(r.model),
     }
     if r.rank == 0:
         # Final artifacts: collapse check, calibrate "unknown" (not from a collapsed model), test report.
