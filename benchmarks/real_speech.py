@@ -5,13 +5,15 @@ Table 3 baselines on ravdess-dev (12 actors), sentence-disjoint. One command fro
 
 1. ``python -m data_prep folder`` of the corpus with ``--trim`` and the test pattern of statement 02
    ("Dogs are sitting by the door"): train (and validation) = statement 01, test = statement 02. Resumable.
-2. For each model, ``train.py --config sentence-<model> --resume`` with its step budget (runs/real_speech/<model>);
-   a killed run continues from its last checkpoint when the command is re-run.
+2. For each model, ``train.py --config sentence-<model> --resume`` with its step budget (the config's ``max_steps``
+   or ``--max-steps``; run folder runs/real_speech/<model>-<steps>): a killed run continues from its last
+   checkpoint when the command is re-run.
 3. One row per model in docs/results/real_speech.jsonl (model, front_end, utt_top1, crop_top1, steps, train_s =
    wall seconds, cpu_s = process CPU seconds of the training process, the load average while it ran, budget,
    command), then the table in docs/results/real_speech.md and between the markers in README.md.
 
-A model whose row exists is skipped (``--force`` reruns it); ``--table-only`` just redraws the tables. The corpus is
+One row per model and budget; a model whose row for this budget exists is skipped (``--force`` reruns it);
+``--table-only`` just redraws the tables. The corpus is
 CC BY-NC-SA 4.0: results only, never its files, never a model trained on it in the package.
 """
 
@@ -65,10 +67,15 @@ def read_rows(path: Path = RESULTS) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def _key(row: dict) -> tuple[str, int]:
+    return row["model"], row.get("budget_steps", row["steps"])
+
+
 def write_row(row: dict, path: Path = RESULTS) -> None:
-    rows = [r for r in read_rows(path) if r["model"] != row["model"]] + [row]
+    """Add ``row``, replacing the row of the same model and step budget (one row per model and budget)."""
+    rows = [r for r in read_rows(path) if _key(r) != _key(row)] + [row]
     order = {m[0]: i for i, m in enumerate(MODELS)}
-    rows.sort(key=lambda r: order.get(r["model"], len(order)))
+    rows.sort(key=lambda r: (order.get(r["model"], len(order)), _key(r)[1]))
     path.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
 
@@ -134,13 +141,13 @@ def run_model(
 ) -> dict:
     from speakerid.training import get_config
 
-    out = runs / name
+    budget = max_steps or get_config(config).max_steps
+    out = runs / f"{name}-{budget}"
     if force and out.exists():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "train.py", "--config", config, "--data", str(prepared), "--out", str(out)]
     cmd += ["--resume", "--no-progress"]
-    budget = max_steps or get_config(config).max_steps
     if max_steps:
         cmd += ["--max_steps", str(max_steps)]
     print(f"[real_speech] {name}: {shlex.join(cmd)}", flush=True)
@@ -172,7 +179,7 @@ def run_model(
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
         "command": "python train.py --config "
         + config
-        + " --data PREPARED"
+        + " --data artifacts/ravdess-dev-trim"
         + (f" --max_steps {max_steps}" if max_steps else ""),
     }
 
@@ -226,12 +233,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {data}: no such folder (ravdess-dev, see its README)", file=sys.stderr)
             return 2
         prepare(data, Path(a.prepared))
-        done = {r["model"] for r in read_rows()}
+        from speakerid.training import get_config
+
+        done = {_key(r) for r in read_rows()}
         for name, config, front_end, _ in MODELS:
             if a.only and name not in a.only:
                 continue
-            if name in done and not a.force:
-                print(f"[real_speech] {name}: row exists, skipped (--force reruns it)", flush=True)
+            if (name, a.max_steps or get_config(config).max_steps) in done and not a.force:
+                print(
+                    f"[real_speech] {name}: a row with this budget exists, skipped (--force reruns it)",
+                    flush=True,
+                )
                 continue
             row = run_model(name, config, front_end, Path(a.prepared), Path(a.runs), a.max_steps, a.force)
             write_row(row)

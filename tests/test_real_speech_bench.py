@@ -33,15 +33,22 @@ def _row(model, acc, front_end="raw"):
     )
 
 
-def test_rows_replace_by_model_and_keep_the_benchmark_order(tmp_path):
+def test_one_row_per_model_and_budget_in_the_benchmark_order(tmp_path):
     b = _bench()
     path = tmp_path / "r.jsonl"
     b.write_row(_row("fused-gru-8", 0.2), path)
     b.write_row(_row("mfcc-dilated-gru", 0.9, "mfcc"), path)
-    b.write_row(_row("fused-gru-8", 0.3), path)  # a rerun replaces its row
+    b.write_row(_row("fused-gru-8", 0.3), path)  # a rerun with the same budget replaces its row
+    b.write_row(
+        dict(_row("fused-gru-8", 0.5), steps=900, budget_steps=900), path
+    )  # another budget: a new row
     rows = b.read_rows(path)
-    assert [r["model"] for r in rows] == ["mfcc-dilated-gru", "fused-gru-8"]
-    assert rows[1]["utt_top1"] == 0.3
+    assert [(r["model"], r["steps"]) for r in rows] == [
+        ("mfcc-dilated-gru", 300),
+        ("fused-gru-8", 300),
+        ("fused-gru-8", 900),
+    ]
+    assert [r["utt_top1"] for r in rows] == [0.9, 0.3, 0.5]
     assert all(json.loads(line) for line in path.read_text().splitlines())
 
 
