@@ -205,7 +205,7 @@ def test_bad_checkpoint_files_give_clear_errors(tmp_path):
 def test_config_overrides_reject_unknown_keys_and_bad_types():
     cfg = override(get_config("vctk-dilated-gru-l0-3"), ["--lr", "0.01", "--hidden=20,20"])
     assert cfg.lr == 0.01 and cfg.hidden == [20, 20] and cfg.batch_size == 128 and cfg.rms_alpha == 0.9
-    with pytest.raises(ValueError, match=r"unknown option --lrr \(did you mean --lr\?\); valid: --amp"):
+    with pytest.raises(ValueError, match=r"unknown option --lrr \(did you mean --lr\?\); valid: --aam_margin, --amp"):
         override(cfg, ["--lrr", "1"])
     with pytest.raises(ValueError, match="--epochs expects int, got 'ten'"):
         override(cfg, ["--epochs", "ten"])
