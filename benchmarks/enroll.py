@@ -10,8 +10,9 @@ Protocols (ravdess-dev's README; one JSON row per (system, protocol, k) in docs/
   statement-02 clips identified among those 4. Counts and scores are pooled over the folds.
 
 Each protocol also runs the open encoder Resemblyzer (GE2E d-vectors, Apache-2.0; ``pip install --no-deps
-resemblyzer webrtcvad-wheels``) on exactly the same clips and draws, as a comparison only; it is skipped with
-the reason in the output when it is not installed.
+resemblyzer webrtcvad-wheels``) on the same clips and draws, as a comparison only; it is skipped with the
+reason in the output when it is not installed. A clip our speech detection rejects (too little speech) is left
+out for both systems and reported on stderr.
 
 Enrollment sets: the k clips are drawn at random from the actor's 15 statement-01 clips, ``--draws`` times
 (seeded); top-1 is averaged over the draws and the EER is computed on the pooled genuine (own centroid) and
@@ -192,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", default="runs/enroll-cv", help="prepared data + fold runs (git-ignored)")
     p.add_argument("--epochs", type=int, default=0, help="override the embed recipe's epochs (0 = keep)")
     p.add_argument("--set", nargs="*", default=[], help="more recipe overrides KEY=VALUE (JSON values)")
+    p.add_argument("--name", default="speakerid", help="system name of the cv rows (for recipe variants)")
     p.add_argument("--no-encoder", action="store_true", help="skip Resemblyzer")
     p.add_argument("--out", default="docs/results/enroll.jsonl")
     a = p.parse_args(argv)
@@ -224,15 +226,18 @@ def main(argv: list[str] | None = None) -> int:
 
     if "shipped" in a.protocols:
         systems = [("speakerid", a.model)] + [tuple(c.split("=", 1)) for c in a.candidate]
+        kept = set(paths)
         for name, ckpt in systems:
             emb = embed_all(speakerid_embedder(ckpt), paths)
+            kept &= set(emb)
             for k in a.k:
                 emit(
                     name, "shipped", k, [score(emb, clips, actors, k, a.draws)], model=str(ckpt or "default")
                 )
-        if enc_emb is not None:
+        if enc_emb is not None:  # on the clips our speech detection kept, so the trials are the same
+            enc_kept = {p: e for p, e in enc_emb.items() if p in kept}
             for k in a.k:
-                emit(ENCODER, "shipped", k, [score(enc_emb, clips, actors, k, a.draws)])
+                emit(ENCODER, "shipped", k, [score(enc_kept, clips, actors, k, a.draws)])
 
     if "cv" in a.protocols:
         work = Path(a.work)
@@ -252,10 +257,11 @@ def main(argv: list[str] | None = None) -> int:
             for k in a.k:
                 ours[k].append(score(emb, clips, test, k, a.draws, seed=f))
                 if enc_emb is not None:
-                    theirs[k].append(score(enc_emb, clips, test, k, a.draws, seed=f))
+                    enc_kept = {p: e for p, e in enc_emb.items() if p in emb}  # the same clips
+                    theirs[k].append(score(enc_kept, clips, test, k, a.draws, seed=f))
         recipe = {"config": "embed", **overrides}
         for k in a.k:
-            emit("speakerid", "cv", k, ours[k], folds=a.folds, recipe=recipe)
+            emit(a.name, "cv", k, ours[k], folds=a.folds, recipe=recipe)
             if enc_emb is not None:
                 emit(ENCODER, "cv", k, theirs[k], folds=a.folds)
 

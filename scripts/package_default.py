@@ -31,7 +31,7 @@ def main() -> None:
     p.add_argument("--checkpoint", required=True)
     p.add_argument("--data", required=True, help="the prepared dataset the model was trained on")
     p.add_argument("--samples-from", required=True, help="folder of the original FSDD recordings")
-    p.add_argument("--name", default="fsdd-default: MFCC + dilated GRU (4 x 64, dilations 1-8)")
+    p.add_argument("--name", default="fsdd-default: streaming MFCC + dilated GRU (4 x 64, dilations 1-8)")
     p.add_argument("--per-speaker", type=int, default=50, help="train utterances per speaker in the registry")
     a = p.parse_args()
     ck = load_checkpoint(a.checkpoint)

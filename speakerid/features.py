@@ -12,6 +12,16 @@ Dim legend: B batch, T samples, F frames, K frequency bins, M mel bands, N cepst
 
 torchaudio itself is not a dependency (its CUDA-only wheels do not import beside a CPU torch); the tests check
 this module against librosa's MFCC with the same settings.
+
+Causal (streaming) front-ends: :class:`CausalMFCC` and :class:`CausalRaw` use no per-clip statistics, so audio
+can be fed in chunks with a small state carried between calls and the features equal those of the whole stream:
+
+* frames end at the current sample (left context only, no reflect padding of the future);
+* the recording level is tracked by :class:`RunningLevel`, a bias-corrected exponential average of the power
+  (time constant ``LEVEL_TAU_S``) that the features are divided by (volume invariance without the whole clip);
+* instead of the per-clip 80 dB floor below the loudest frame, a fixed power floor ``FLOOR_DB`` (40 dB) below the
+  running level is added to every mel band (and ``LEVEL_EPS`` to the level): clean recordings then look like
+  the noisy ones training adds noise to (20-50 dB SNR), and digital silence is exactly -40 dB.
 """
 
 from __future__ import annotations
@@ -24,7 +34,23 @@ from torch import nn
 
 from .audio import SAMPLE_RATE
 
-__all__ = ["MFCC", "mel_filterbank", "dct_matrix"]
+__all__ = [
+    "MFCC",
+    "CausalMFCC",
+    "CausalRaw",
+    "RunningLevel",
+    "mel_filterbank",
+    "dct_matrix",
+    "LEVEL_TAU_S",
+    "LEVEL_EPS",
+    "RAW_BLOCK",
+    "FLOOR_DB",
+]
+
+LEVEL_TAU_S = 2.0  # time constant of the running level (seconds)
+LEVEL_EPS = 1e-8  # fixed absolute power floor (-80 dBFS): digital silence never divides by ~0
+FLOOR_DB = 40.0  # CausalMFCC: the power floor sits this far below the running level
+RAW_BLOCK = 160  # CausalRaw tracks the level per block of this many samples (10 ms at 16 kHz)
 
 
 def _hz_to_mel(f: float) -> float:
@@ -118,3 +144,114 @@ class MFCC(nn.Module):
 
     def extra_repr(self) -> str:
         return f"n_mfcc={self.n_mfcc}, win={self.win_length}, hop={self.hop_length}, n_fft={self.n_fft}"
+
+
+class RunningLevel(nn.Module):
+    """Causal level tracker: bias-corrected exponential average of per-step powers.
+
+    level[t] = num[t] / den[t] with num[t] = a num[t-1] + p[t], den[t] = a den[t-1] + 1, a = exp(-step_s / tau_s):
+    the mean power so far, forgetting with time constant ``tau_s``. Both recurrences are non-negative, so they
+    run as one 2-unit ReLU RNN with fixed weights (W_ih = I, W_hh = a I): exact, any length, one ATen/cuDNN call,
+    and one ONNX ``RNN`` node with a dynamic time axis.
+
+    Shape: powers (B, S) -> level (B, S); state (B, 2) = (num, den) carried between calls.
+    """
+
+    def __init__(self, step_s: float, tau_s: float = LEVEL_TAU_S):
+        super().__init__()
+        self.decay = math.exp(-step_s / tau_s)
+        self.register_buffer("w_ih", torch.eye(2), persistent=False)
+        self.register_buffer("w_hh", torch.eye(2) * self.decay, persistent=False)
+        self.register_buffer("bias", torch.zeros(2), persistent=False)
+
+    def initial_state(self, batch: int, device=None) -> torch.Tensor:
+        return torch.zeros(batch, 2, device=device)
+
+    def forward(
+        self, p: torch.Tensor, state: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, S) powers, optional (B, 2) state -> ((B, S) levels, (B, 2) state)."""
+        if state is None:
+            state = self.initial_state(p.shape[0], p.device)
+        x = torch.stack([p, torch.ones_like(p)], dim=2).transpose(0, 1)  # (S, B, 2): (p_t, 1)
+        params = [self.w_ih, self.w_hh, self.bias, self.bias]
+        out, h = torch.rnn_relu(x, state[None].contiguous(), params, True, 1, 0.0, False, False, False)
+        level = out[..., 0] / out[..., 1]  # (S, B)
+        return level.transpose(0, 1), h[0]
+
+
+class CausalMFCC(nn.Module):
+    """Streaming MFCC: waveform chunk (B, T) with T a multiple of ``hop`` (any T when ``state`` is None: the
+    trailing T % hop samples are dropped) -> (B, T // hop, n_mfcc), new state.
+
+    Frame f ends at sample (f + 1) * hop (window centred in the last ``n_fft`` samples), so the features of a
+    stream are the same however it is chunked. Log-mel energies are taken relative to the running level of the
+    frames' mean mel power (:class:`RunningLevel`) with a power floor ``top_db`` below it, then the DCT as in
+    :class:`MFCC`. State: ``[tail (B, n_fft - hop) samples, level (B, 2)]``.
+    """
+
+    def __init__(self, sample_rate: int = SAMPLE_RATE, n_mfcc: int = 13, top_db: float = FLOOR_DB, **kw):
+        super().__init__()
+        self.base = MFCC(sample_rate, n_mfcc=n_mfcc, **kw)
+        self.hop = self.base.hop_length
+        self.n_fft = self.base.n_fft
+        self.top_db = top_db
+        self.floor = 10 ** (-top_db / 10)
+        self.level = RunningLevel(self.hop / sample_rate)
+
+    def initial_state(self, batch: int, device=None) -> list[torch.Tensor]:
+        return [
+            torch.zeros(batch, self.n_fft - self.hop, device=device),
+            self.level.initial_state(batch, device),
+        ]
+
+    def forward(self, wave: torch.Tensor, state: list | None = None) -> tuple[torch.Tensor, list]:
+        """(B, T) [+ state] -> ((B, F, n_mfcc), state) with F = T // hop."""
+        if wave.dim() != 2:
+            raise ValueError(f"expected waveform (B, T), got shape {tuple(wave.shape)}")
+        B, T = wave.shape
+        if state is None:
+            state = self.initial_state(B, wave.device)
+            T -= T % self.hop
+        elif T % self.hop:
+            raise ValueError(f"streaming chunks must be a multiple of {self.hop} samples, got {T}")
+        tail, level = state
+        x = torch.cat([tail, wave[:, :T]], dim=1)  # (B, n_fft - hop + T)
+        spec = F.conv1d(x[:, None], self.base.basis, stride=self.hop)  # (B, 2K, F)
+        re, im = spec.chunk(2, dim=1)
+        mel = torch.matmul((re * re + im * im).transpose(1, 2), self.base.mel)  # (B, F, M)
+        lvl, level = self.level(mel.mean(dim=2), level)  # (B, F) running mean mel power
+        ref = (lvl + LEVEL_EPS)[..., None]  # (B, F, 1)
+        # A fixed floor top_db below the running level, added in the power domain: clean recordings look like
+        # recordings with noise at that SNR (what training adds), digital silence is exactly -top_db.
+        db = 10.0 * torch.log10(mel + ref * self.floor) - 10.0 * torch.log10(ref)  # (B, F, M), >= -top_db
+        return torch.matmul(db, self.base.dct), [x[:, x.shape[1] - tail.shape[1] :], level]
+
+
+class CausalRaw(nn.Module):
+    """Streaming level-normalised waveform: (B, T) -> (B, T, 1), each ``RAW_BLOCK``-sample block divided by the
+    running RMS up to and including that block (any T when ``state`` is None: the trailing T % RAW_BLOCK
+    samples are dropped; streaming chunks must be a multiple of RAW_BLOCK). State: ``[level (B, 2)]``."""
+
+    def __init__(self, sample_rate: int = SAMPLE_RATE, block: int = RAW_BLOCK):
+        super().__init__()
+        self.block = block
+        self.level = RunningLevel(block / sample_rate)
+
+    def initial_state(self, batch: int, device=None) -> list[torch.Tensor]:
+        return [self.level.initial_state(batch, device)]
+
+    def forward(self, wave: torch.Tensor, state: list | None = None) -> tuple[torch.Tensor, list]:
+        """(B, T) [+ state] -> ((B, T - T % block, 1), state)."""
+        if wave.dim() != 2:
+            raise ValueError(f"expected waveform (B, T), got shape {tuple(wave.shape)}")
+        B, T = wave.shape
+        if state is None:
+            state = self.initial_state(B, wave.device)
+            T -= T % self.block
+        elif T % self.block:
+            raise ValueError(f"streaming chunks must be a multiple of {self.block} samples, got {T}")
+        blocks = wave[:, :T].reshape(B, T // self.block, self.block)  # (B, T/b, b)
+        lvl, level = self.level(blocks.pow(2).mean(dim=2), state[0])  # (B, T/b)
+        x = blocks / torch.sqrt(lvl + LEVEL_EPS)[..., None]
+        return x.reshape(B, T, 1), [level]

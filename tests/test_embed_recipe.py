@@ -88,3 +88,17 @@ def test_recipe_configs_build(name):
     assert m.head == "cosine" and m.input_size == m.n_mfcc == 30
     assert m.n_classes == 6 * max(1, cfg.voices)
     assert (m.f_max == 4000.0) == (name == "fsdd-embed")
+
+
+def test_recipe_checkpoint_exports_to_onnx_with_the_same_embeddings(trained, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from export.onnx_export import export_onnx
+
+    out, _ = trained
+    export_onnx(out / "last.pt", tmp_path / "embed.onnx")
+    torch_engine = load_engine(out / "last.pt", device="cpu")
+    onnx_engine = load_engine(tmp_path / "embed.onnx", device="cpu")
+    for name in ("george_1.wav", "theo_2.wav"):
+        a = clip_embedding(torch_engine, SAMPLES / name)
+        b = clip_embedding(onnx_engine, SAMPLES / name)
+        assert np.abs(a - b).max() < 1e-4, name

@@ -180,3 +180,45 @@ def test_answers_do_not_depend_on_level_for_random_test_clips(test_split):
             other = ident.identify((w * g).astype(np.float32))
             assert other.speaker == base.speaker, (test_split[i].name, g)
             assert abs(other.score - base.score) < 2e-2, (test_split[i].name, g)
+
+
+def _card_stream_row() -> tuple[float, float]:
+    """(offline %, streaming %) from the card's streaming row."""
+    rows = [
+        ln for ln in CARD.read_text(encoding="utf-8").splitlines() if ln.startswith("|") and "streamed" in ln
+    ]
+    assert len(rows) == 1, f"{CARD}: expected one table row about the model streamed, found {len(rows)}"
+    m = re.search(
+        r"(\d+(?:\.\d+)?) ?% \((\d+)/300\) offline, (\d+(?:\.\d+)?) ?% \((\d+)/300\) streamed", rows[0]
+    )
+    assert m, f"{CARD}: no 'NN.N % (k/300) offline, NN.N % (k/300) streamed' in the row {rows[0]!r}"
+    return float(m.group(1)), float(m.group(3))
+
+
+@pytest.mark.slow  # ~30 s: 300 clips offline + streamed in 100 ms chunks
+def test_streaming_matches_offline_on_the_official_test_split(test_split):
+    """The shipped model streams: the same causal model on each whole clip (offline, ``model(clip)``) and fed
+    in 100 ms chunks through StreamingIdentifier (the speaker of its longest speech segment) agree to within
+    1 point, and both match the card."""
+    import torch
+
+    from speakerid.checkpoint import load_checkpoint, model_from_checkpoint
+    from speakerid.streaming import StreamingIdentifier, TorchStep
+
+    ckpt = load_checkpoint(default_model_path())
+    model, labels = model_from_checkpoint(ckpt), ckpt["labels"]
+    assert model.config.causal, "the shipped model must stream (ModelConfig.causal)"
+    offline = stream = 0
+    for f in test_split:
+        w = load_audio(f)
+        with torch.inference_mode():
+            offline += labels[int(model(torch.from_numpy(w)[None]).argmax())] == _truth(f)
+        eng = StreamingIdentifier(TorchStep(model, 0.1), labels)
+        eng.feed(w)
+        eng.flush()
+        speech = [s for s in eng.segments if s.speaker is not None]
+        stream += bool(speech) and max(speech, key=lambda s: s.end - s.start).speaker == _truth(f)
+    off_pct, stream_pct = 100 * offline / N_TEST, 100 * stream / N_TEST
+    assert abs(off_pct - stream_pct) <= 1.0, (off_pct, stream_pct)
+    card_off, card_stream = _card_stream_row()
+    assert abs(off_pct - card_off) <= TOLERANCE_PP and abs(stream_pct - card_stream) <= TOLERANCE_PP

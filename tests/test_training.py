@@ -205,7 +205,9 @@ def test_bad_checkpoint_files_give_clear_errors(tmp_path):
 def test_config_overrides_reject_unknown_keys_and_bad_types():
     cfg = override(get_config("vctk-dilated-gru-l0-3"), ["--lr", "0.01", "--hidden=20,20"])
     assert cfg.lr == 0.01 and cfg.hidden == [20, 20] and cfg.batch_size == 128 and cfg.rms_alpha == 0.9
-    with pytest.raises(ValueError, match=r"unknown option --lrr \(did you mean --lr\?\); valid: --aam_margin, --amp"):
+    with pytest.raises(
+        ValueError, match=r"unknown option --lrr \(did you mean --lr\?\); valid: --aam_margin, --amp"
+    ):
         override(cfg, ["--lrr", "1"])
     with pytest.raises(ValueError, match="--epochs expects int, got 'ten'"):
         override(cfg, ["--epochs", "ten"])
@@ -239,6 +241,8 @@ def test_torchrun_two_processes_train_like_one(prepared, tmp_path):
     args = [
         "--config",
         "fsdd-default",
+        "--init_from",
+        "",
         "--data",
         str(prepared),
         "--model",
@@ -526,7 +530,15 @@ def test_epoch_budget_scales_with_the_audio(prepared, tmp_path):
         f"budget: {b['steps']} optimizer steps" in lines[0] and f"{b['audio_s']:.0f} s of audio" in lines[0]
     )
     r = subprocess.run(
-        [sys.executable, "train.py", "--config", "fsdd-default", "--data", str(prepared), "--show-config"],
+        [
+            sys.executable,
+            "train.py",
+            "--config",
+            "fsdd-mfcc-dilated-gru",
+            "--data",
+            str(prepared),
+            "--show-config",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -534,7 +546,7 @@ def test_epoch_budget_scales_with_the_audio(prepared, tmp_path):
     )
     shown = json.loads(r.stdout)
     assert r.returncode == 0, r.stderr
-    assert shown["budget"] == budget(override(get_config("fsdd-default"), ["--data", str(prepared)]))
+    assert shown["budget"] == budget(override(get_config("fsdd-mfcc-dilated-gru"), ["--data", str(prepared)]))
     assert shown["builds"] == "mfcc dilated GRU 4x64, dilations 1..8, mean readout"
     assert "optimizer steps" in r.stderr and "s of audio" in r.stderr
 
@@ -552,7 +564,7 @@ def test_an_unlearnable_run_is_reported_as_collapsed(prepared, tmp_path):
     assert json.loads((tmp_path / "lib" / "summary.json").read_text())["collapse"]["collapsed"]
     args = ["--config", "fsdd-default", "--data", str(prepared), "--lr", "0", "--epochs", "1", "--crop", "2048",
             "--batch_size", "8", "--hidden", "8,8", "--dilations", "1,2", "--collapse_min_steps", "1",
-            "--threads", "1", "--epoch_crops", "clips", "--no-progress"]  # fmt: skip
+            "--threads", "1", "--epoch_crops", "clips", "--init_from", "", "--no-progress"]  # fmt: skip
     for flag, rc in (([], 0), (["--fail-on-collapse"], 3)):
         r = subprocess.run(
             [sys.executable, "train.py", *args, *flag, "--out", str(tmp_path / f"cli{rc}")],

@@ -18,7 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..audio import SAMPLE_RATE
-from ..features import MFCC
+from ..features import MFCC, CausalMFCC, CausalRaw
+from .causal import causal_rnn, initial_buffers
 from .dilated_rnn import DilatedRNN, exponential_dilations
 
 COSINE_SCALE = 30.0  # logits of a cosine head: the AAM-softmax scale s, so softmax(logits) is the loss's
@@ -61,6 +62,9 @@ class ModelConfig:
     kernel_size: int = 2  # arch="cnn"
     dropout: float = 0.0
     name: str = ""
+    # Streaming: causal front-end (CausalMFCC / CausalRaw: running level instead of per-clip statistics, so
+    # ``normalize`` is not used) and the chunkable forward of models/causal.py (no left padding).
+    causal: bool = False
 
     def __post_init__(self):
         if len(self.hidden) != len(self.dilations):
@@ -73,6 +77,17 @@ class ModelConfig:
             raise ValueError(f"head must be linear or cosine, got {self.head!r}")
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {self.readout!r}")
+        if self.causal and (
+            self.arch != "rnn"
+            or self.cell == "lstm"
+            or self.frontend == "none"
+            or self.readout == "mean-fusion"
+        ):
+            raise ValueError(
+                "causal=True needs arch='rnn' with a gru or rnn cell, a raw or mfcc front-end and readout mean or "
+                f"fusion, got arch={self.arch!r}, cell={self.cell!r}, frontend={self.frontend!r}, "
+                f"readout={self.readout!r}"
+            )
 
     @property
     def fusion_width(self) -> int:
@@ -125,9 +140,12 @@ class SequenceClassifier(nn.Module):
         super().__init__()
         self.config = config
         c = config
-        self.mfcc = (
-            MFCC(c.sample_rate, n_mfcc=c.n_mfcc, f_max=c.f_max or None) if c.frontend == "mfcc" else None
-        )
+        self.mfcc = None
+        if c.frontend == "mfcc":
+            self.mfcc = (CausalMFCC if c.causal else MFCC)(
+                c.sample_rate, n_mfcc=c.n_mfcc, f_max=c.f_max or None
+            )
+        self.causal_raw = CausalRaw(c.sample_rate) if c.causal and c.frontend == "raw" else None
         # Frame-wise LayerNorm keeps MFCC magnitudes (c0 ~ -300) in the GRU's working range.
         self.mfcc_norm = nn.LayerNorm(c.n_mfcc) if c.frontend == "mfcc" else None
         if c.arch == "rnn":
@@ -149,6 +167,8 @@ class SequenceClassifier(nn.Module):
     def frontend(self, x: torch.Tensor) -> torch.Tensor:
         """Raw input -> (B, T', C) model input."""
         c = self.config
+        if c.causal:
+            return self._causal_frontend(x, None)[0]
         if c.frontend in ("raw", "mfcc"):
             if x.dim() != 2:
                 raise ValueError(f"expected waveform (B, T), got shape {tuple(x.shape)}")
@@ -161,8 +181,58 @@ class SequenceClassifier(nn.Module):
             return x[..., None]  # (B, T) -> (B, T, 1)
         return x[..., None] if x.dim() == 2 else x
 
+    # ---- streaming (config.causal) -------------------------------------------------------------------------
+    @property
+    def stream_period(self) -> int:
+        """Streaming chunks must be a multiple of this many samples (one MFCC hop / one level block)."""
+        return self.mfcc.hop if self.config.frontend == "mfcc" else self.causal_raw.block
+
+    def stream_state(self, batch: int = 1, device=None) -> list[torch.Tensor]:
+        """The zero state of a new stream: front-end states, then one (B, d, H) buffer per layer."""
+        fe = self.mfcc if self.config.frontend == "mfcc" else self.causal_raw
+        return [*fe.initial_state(batch, device), *initial_buffers(self.body, batch, device)]
+
+    def _causal_frontend(self, x: torch.Tensor, state: list | None) -> tuple[torch.Tensor, list]:
+        if x.dim() != 2:
+            raise ValueError(f"expected waveform (B, T), got shape {tuple(x.shape)}")
+        if self.config.frontend == "mfcc":
+            feats, state = self.mfcc(x, state)
+            return self.mfcc_norm(feats), state  # (B, F, 13)
+        return self.causal_raw(x, state)  # (B, T, 1)
+
+    def stream(self, x: torch.Tensor, state: list | None = None) -> tuple[torch.Tensor, list]:
+        """Causal forward, chunk by chunk: waveform (B, T) and the state returned by the previous call (None =
+        a new stream) -> per-step features (B, S, D) and the new state. S = T // stream_period * (steps per
+        period); feeding a stream in chunks gives the same per-step features as feeding it whole.
+
+        Per-step feature: the last layer's output (readout "mean") or the 1-by-f fusion of the last f outputs
+        (readout "fusion"); ``features`` is their time mean, or the last one, respectively.
+        """
+        if not self.config.causal:
+            raise ValueError("stream() needs a causal model (ModelConfig.causal=True)")
+        if state is not None and x.shape[-1] % self.stream_period:
+            raise ValueError(
+                f"streaming chunks must be a multiple of {self.stream_period} samples, got {x.shape}"
+            )
+        n_fe = len(self.stream_state(1)) - len(self.body.layers)
+        fe_state, bufs = (None, None) if state is None else (state[:n_fe], state[n_fe:])
+        z, fe_state = self._causal_frontend(x, fe_state)  # (B, S, C)
+        prev_last = None if bufs is None else bufs[-1]
+        out, bufs = causal_rnn(self.body, z, bufs)  # (B, S, H)
+        if self.fusion is not None:
+            f = self.config.fusion_width
+            if prev_last is None:
+                prev_last = out.new_zeros(out.shape[0], f - 1, out.shape[-1])
+            hist = torch.cat([prev_last[:, prev_last.shape[1] - (f - 1) :], out], dim=1)  # (B, f-1+S, H)
+            S, w = out.shape[1], self.fusion.weight[0, 0, 0]  # w: (f,) over the last f outputs, oldest first
+            out = sum(w[k] * hist[:, k : k + S] for k in range(f)) + self.fusion.bias[0]  # (B, S, H)
+        return out, [*fe_state, *bufs]
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """(B, T) or (B, T, C) -> fused penultimate vector (B, D)."""
+        if self.config.causal:
+            steps, _ = self.stream(x)  # (B, S, D)
+            return steps.mean(1) if self.config.readout == "mean" else steps[:, -1]
         out, _ = self.body(self.frontend(x))  # (B, T', H)
         if self.config.readout == "mean" or (self.fusion is None and self.config.readout == "mean-fusion"):
             return out.mean(1)  # (B, T', H) -> (B, H)
@@ -241,6 +311,16 @@ PRESETS: dict[str, ModelConfig] = {
     "stacked-gru": _rnn("stacked-gru", "gru", [50] * 8, [1] * 8),
     "stacked-lstm": _rnn("stacked-lstm", "lstm", [50] * 8, [1] * 8),
     "stacked-rnn": _rnn("stacked-rnn", "rnn", [50] * 8, [1] * 8),
+    # The shipped default's architecture, streaming: causal MFCC front-end, 4 x 64 dilated GRU over frames.
+    "mfcc-dilated-gru-causal": ModelConfig(
+        hidden=[64] * 4,
+        dilations=[1, 2, 4, 8],
+        frontend="mfcc",
+        input_size=13,
+        readout="mean",
+        causal=True,
+        name="mfcc-dilated-gru-causal",
+    ),
     "dilated-cnn": ModelConfig(
         arch="cnn", hidden=[50] * 10, dilations=exponential_dilations(10), name="dilated-cnn"
     ),

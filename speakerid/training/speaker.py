@@ -99,6 +99,7 @@ class TrainConfig:
     ckpt_every: int = 200  # optimizer steps between last.pt saves (0 = only at epoch ends)
     val_max_crops: int = 8  # fixed crops per validation utterance
     threads: int = 0  # torch CPU threads (0 = torch's default)
+    init_from: str = ""  # fine-tune: start from this checkpoint's weights (same parameter names and shapes)
     collapse_min_steps: int = (
         50  # validation at chance after this many steps = collapsed (see detect_collapse)
     )
@@ -333,6 +334,8 @@ class SpeakerAdapter:
         model = init_weights_(build_model(self.mcfg), self.cfg.init)
         if self.mcfg.head == "cosine":  # AAM-softmax ArcFace init: unit-scale class centres
             torch.nn.init.normal_(model.head.weight, 0.0, 0.01)
+        if self.cfg.init_from:
+            model.load_state_dict(load_checkpoint(self.cfg.init_from, map_location="cpu")["model"])
         return model
 
     def scorer(self, model):
