@@ -26,7 +26,7 @@ from speakerid.atomic import write_atomic
 from speakerid.audio import AudioError, load_audio
 from speakerid.checkpoint import CheckpointError, load_checkpoint
 from speakerid.training import TrainConfig, train
-from speakerid.training.speaker import _plot_curves
+from speakerid.training.report import _plot_curves
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(

@@ -6,13 +6,12 @@
 """
 
 from .configs import CONFIGS, get_config
+from .report import calibrate_threshold, detect_collapse
 from .speaker import (
     LOSSES,
     TrainConfig,
     budget,
-    calibrate_threshold,
     describe_model,
-    detect_collapse,
     format_budget,
     train,
 )
