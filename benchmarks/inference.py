@@ -31,7 +31,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `export/` is a top-level folder of the repo
 
 from export import export_onnx  # noqa: E402
-from speakerid.checkpoint import FORMAT, save_atomic  # noqa: E402
+from speakerid.card import FrontEnd, ModelCard  # noqa: E402
+from speakerid.checkpoint import save_checkpoint  # noqa: E402
 from speakerid.models import build_model, preset  # noqa: E402
 
 BACKENDS = ("torch-cpu", "ort-cpu", "ort-cuda", "torch-cuda")
@@ -210,16 +211,8 @@ def main(argv=None) -> None:
                 torch.manual_seed(0)
                 m = build_model(preset(name, n_classes=6))
                 ck = tmp / f"{name}.pt"
-                save_atomic(
-                    {
-                        "format": FORMAT,
-                        "model_config": m.config.to_dict(),
-                        "model": m.state_dict(),
-                        "labels": [f"s{i}" for i in range(6)],
-                        "frontend": {"sample_rate": 16000, "crop": args.samples},
-                    },
-                    ck,
-                )
+                labels = [f"s{i}" for i in range(6)]
+                save_checkpoint(ck, m, ModelCard.build(m.config, labels, FrontEnd(crop=args.samples)))
                 models.append((name, ck))
         if args.identify:
             audio = tmp / "audio"
@@ -236,7 +229,7 @@ def main(argv=None) -> None:
             )
             for fp16, onnx_path in variants:
                 side = export_onnx(ck, onnx_path, fp16=fp16)
-                sr = side["sample_rate"]
+                sr = side["card"]["model"]["sample_rate"]
                 for backend in args.backends.split(","):
                     if fp16 and not backend.startswith("ort"):
                         continue

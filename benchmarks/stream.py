@@ -34,7 +34,7 @@ import torch
 
 from speakerid import vad
 from speakerid.audio import SAMPLE_RATE, load_audio
-from speakerid.checkpoint import load_checkpoint, model_from_checkpoint
+from speakerid.checkpoint import checkpoint_card, load_checkpoint, model_from_checkpoint
 from speakerid.registry import SpeakerRegistry
 from speakerid.runtime import default_model_path
 from speakerid.streaming import StreamingIdentifier, StreamSettings, TorchStep
@@ -137,7 +137,7 @@ def main() -> None:
     path = Path(a.checkpoint) if a.checkpoint else default_model_path()
     ckpt = load_checkpoint(path)
     model = model_from_checkpoint(ckpt)
-    labels = list(ckpt["labels"])
+    labels = list(checkpoint_card(ckpt).labels)
     settings = StreamSettings(chunk_s=a.chunk_s)
     registry = None
     if a.registry == "auto" and not a.checkpoint:

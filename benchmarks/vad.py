@@ -20,6 +20,7 @@ import torch
 
 from speakerid import vad
 from speakerid.audio import SAMPLE_RATE, load_audio
+from speakerid.registry import bundled_path
 from speakerid.runtime import Identifier, InferenceOptions, load_engine
 
 
@@ -32,8 +33,9 @@ def main() -> None:
     torch.set_num_threads(1)
     files = sorted(f for f in Path(a.data).glob("*.wav") if int(f.stem.rsplit("_", 1)[1]) < 5)[:: a.every]
     engine = load_engine(None, device="cpu")
-    engine.vad = dataclasses.replace(engine.vad, detector=a.detector)
-    bundled = engine.bundled_registry_path()
+    fe = dataclasses.replace(engine.card.frontend, vad=dataclasses.replace(engine.vad, detector=a.detector))
+    engine.card = engine.card.replace(frontend=fe)
+    bundled = bundled_path(engine)
     idents = {m: Identifier(engine, bundled, InferenceOptions(mode=m)) for m in ("classes", "registry")}
     rng = np.random.default_rng(0)
     answers: dict[str, list[str]] = {}

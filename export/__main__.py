@@ -48,12 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     summary = {
         "onnx": str(args.out),
         "sidecar": str(sidecar_path(args.out)),
-        "model": sidecar["model_config"].get("name", ""),
-        "classes": len(sidecar["labels"]),
-        "parameters": sidecar["n_parameters"],
-        "fp16": sidecar["fp16"],
-        "opset": sidecar["opset"],
-        "recurrent_nodes": len(sidecar["recurrent_nodes"]),
+        "model": sidecar["card"]["model"]["name"],
+        "classes": len(sidecar["card"]["labels"]),
+        "parameters": sidecar["onnx"]["n_parameters"],
+        "fp16": sidecar["onnx"]["fp16"],
+        "opset": sidecar["onnx"]["opset"],
+        "recurrent_nodes": len(sidecar["onnx"]["recurrent_nodes"]),
     }
     rc = 0
     if not args.no_check:

@@ -19,10 +19,11 @@ still correct); the parity check runs other lengths to prove the time axis is re
 float16 (inputs and outputs stay float32). It is meant for the CUDA provider; ONNX Runtime's CPU provider runs
 it too, upcasting the float16 nodes.
 
-The sidecar ``<model>.json`` (next to ``<model>.onnx``) carries what the runtime needs besides the graph: label
-map, sample rate, crop length, model config, the checkpoint's weight fingerprint (so speaker registries enrolled
-with the checkpoint work with the ONNX model), the "unknown" threshold, tensor names, the SHA-256 of the ONNX
-file and the versions of the tools that made it.
+The sidecar ``<model>.json`` (next to ``<model>.onnx``) carries what the runtime needs besides the graph:
+``card``, the checkpoint's model card unchanged (labels, model config with the sample rate, front-end with crop
+length and speech detection, calibration, and the checkpoint's weight fingerprint, so speaker registries
+enrolled with the checkpoint work with the ONNX model), and ``onnx``: tensor names, the SHA-256 of the ONNX
+file, fp16, opset, recurrent nodes and the versions of the tools that made it.
 """
 
 from __future__ import annotations
@@ -41,11 +42,12 @@ import torch
 from torch import nn
 
 from speakerid.atomic import write_atomic
-from speakerid.audio import CROP_SAMPLES, fixed_crops, load_audio
-from speakerid.checkpoint import fingerprint, load_checkpoint, model_from_checkpoint
+from speakerid.audio import fixed_crops, load_audio
+from speakerid.card import ModelCard
+from speakerid.checkpoint import checkpoint_card, load_checkpoint, model_from_checkpoint
 from speakerid.models import SequenceClassifier, count_parameters
 from speakerid.onnx_engine import SIDECAR_FORMAT
-from speakerid.vad import VadSettings, silero_version
+from speakerid.vad import silero_version
 
 __all__ = [
     "SIDECAR_FORMAT",
@@ -94,23 +96,19 @@ class InferenceGraph(nn.Module):
         return logits.float(), emb.float()
 
 
-def _resolve(checkpoint_or_model) -> tuple[SequenceClassifier, dict, str]:
-    """-> (model in eval mode, checkpoint-like dict with labels/frontend/calibration, source description)."""
+def _resolve(checkpoint_or_model) -> tuple[SequenceClassifier, ModelCard, str]:
+    """-> (model in eval mode, its model card, source description)."""
     if isinstance(checkpoint_or_model, SequenceClassifier):
         model = checkpoint_or_model
-        k = model.config.n_classes
-        ckpt = {
-            "model_config": model.config.to_dict(),
-            "model": {k_: v.detach().cpu() for k_, v in model.state_dict().items()},
-            "labels": [f"class_{i}" for i in range(k)],
-            "frontend": {"sample_rate": model.config.sample_rate, "crop": CROP_SAMPLES},
-        }
-        return model.eval(), ckpt, "<in-memory model>"
+        labels = [f"class_{i}" for i in range(model.config.n_classes)]
+        card = ModelCard.build(model.config, labels, weights=model.state_dict())
+        return model.eval(), card, "<in-memory model>"
     if isinstance(checkpoint_or_model, dict):
-        return model_from_checkpoint(checkpoint_or_model), checkpoint_or_model, "<checkpoint dict>"
+        ck = checkpoint_or_model
+        return model_from_checkpoint(ck), checkpoint_card(ck), "<checkpoint dict>"
     path = Path(checkpoint_or_model)
     ckpt = load_checkpoint(path)
-    return model_from_checkpoint(ckpt), ckpt, str(path)
+    return model_from_checkpoint(ckpt), checkpoint_card(ckpt, path), str(path)
 
 
 def recurrent_nodes(model_proto) -> list[dict]:
@@ -196,14 +194,12 @@ def export_onnx(
         raise ExportError(
             f"opset {opset} is too old: GRU with linear_before_reset and dynamic shapes need >= 14"
         )
-    model, ckpt, source = _resolve(checkpoint_or_model)
+    model, card, source = _resolve(checkpoint_or_model)
     if model.config.frontend == "none":
         raise ExportError(
             f"{source}: models with frontend='none' take features, not waveforms; nothing to deploy"
         )
-    fe = ckpt.get("frontend", {})
-    sample_rate = int(fe.get("sample_rate", model.config.sample_rate))
-    crop = int(fe.get("crop", CROP_SAMPLES))
+    crop = card.frontend.crop
     period = getattr(model.body, "period", 1)
     # An example length that needs left-padding (see the module docstring), and long enough for the MFCC.
     n = example_length or max(crop, 2 * period, 1024) + 37
@@ -239,8 +235,7 @@ def export_onnx(
     except onnx.checker.ValidationError as e:
         raise ExportError(f"{out}: exported graph fails onnx.checker ({e})") from e
     nodes = _check_recurrent_nodes(proto, model, out)
-    sidecar = {
-        "format": SIDECAR_FORMAT,
+    graph_facts = {
         "onnx_file": out.name,
         "onnx_sha256": hashlib.sha256(data).hexdigest(),
         "input": {"name": INPUT_NAME, "shape": ["batch", "time"], "dtype": "float32"},
@@ -252,15 +247,6 @@ def export_onnx(
                 "unit_norm": True,
             },
         },
-        "sample_rate": sample_rate,
-        "crop": crop,
-        # Speech detection applied before the graph by speakerid.runtime (same settings as the checkpoint's).
-        "vad": VadSettings.from_dict(fe.get("vad")).to_dict() | {"silero_vad_version": silero_version()},
-        "labels": list(ckpt["labels"]),
-        "model_config": model.config.to_dict(),
-        "fingerprint": fingerprint(ckpt["model"]),
-        "threshold": float(ckpt.get("calibration", {}).get("threshold", 0.5)),
-        "calibration": ckpt.get("calibration", {}),
         "n_parameters": count_parameters(model),
         "fp16": bool(fp16),
         "opset": opset,
@@ -274,8 +260,11 @@ def export_onnx(
         ],
         "source": source,
         "exporter": "torch.onnx.export(dynamo=False)",
-        "versions": _versions(),
+        "versions": _versions() | {"silero_vad": silero_version()},
     }
+    # The card travels unchanged: speech detection is applied before the graph by speakerid.pipeline with the
+    # same settings as for the checkpoint, and the fingerprint is the checkpoint's.
+    sidecar = {"format": SIDECAR_FORMAT, "card": card.to_dict(), "onnx": graph_facts}
     write_atomic(out, data)
     write_atomic(sidecar_path(out), json.dumps(sidecar, indent=2, ensure_ascii=False) + "\n")
     return sidecar

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from speakerid.atomic import write_atomic
-from speakerid.checkpoint import fingerprint, load_checkpoint, model_from_checkpoint
+from speakerid.checkpoint import checkpoint_card, fingerprint, load_checkpoint, model_from_checkpoint
 from speakerid.models import SequenceClassifier
 
 from .onnx_export import DEFAULT_OPSET, ExportError, recurrent_nodes, sidecar_path
@@ -71,6 +71,7 @@ def export_stream(
     source = str(checkpoint) if not isinstance(checkpoint, dict) else "<checkpoint dict>"
     ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
     model = model_from_checkpoint(ckpt).eval()
+    card = checkpoint_card(ckpt)
     if not model.config.causal:
         raise ExportError(
             f"{source}: this model does not stream (ModelConfig.causal is False: per-clip normalisation); "
@@ -116,10 +117,10 @@ def export_stream(
         "period": model.stream_period,
         "n_frontend_states": len(states) - len(model.body.layers),
         "states": [{"name": k, "shape": ["batch", *s.shape[1:]]} for k, s in zip(names, states)],
-        "labels": list(ckpt["labels"]),
+        "labels": list(card.labels),
         "model_config": model.config.to_dict(),
         "fingerprint": fingerprint(ckpt["model"]),
-        "threshold": float(ckpt.get("calibration", {}).get("threshold", 0.5)),
+        "threshold": card.threshold,
         "opset": opset,
         "source": source,
         "exporter": "torch.onnx.export(dynamo=False)",

@@ -3,14 +3,16 @@
     python scripts/package_default.py --checkpoint runs/fsdd-default/best.pt --data data/fsdd \
         --samples-from /path/to/fsdd/recordings
 
-Writes model.pt (weights + config + label map + front-end + calibration; no optimizer state), registry.json (the
-training speakers enrolled from their train-split utterances, so "unknown" works out of the box), samples/
-(two test-split recordings per speaker, never seen in training) and README.md (data licence and attribution).
+Writes model.pt (weights + model card: config, label map, front-end, calibration; no optimizer state),
+registry.json (the training speakers enrolled from their train-split utterances, so "unknown" works out of the
+box), samples/ (two test-split recordings per speaker, never seen in training) and README.md (data licence and
+attribution).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -18,7 +20,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from speakerid.checkpoint import fingerprint, load_checkpoint, model_from_checkpoint, save_atomic
+from speakerid.checkpoint import (
+    checkpoint_card,
+    load_checkpoint,
+    make_checkpoint,
+    model_from_checkpoint,
+    save_atomic,
+)
 from speakerid.data import FixedCropDataset, PreparedDataset
 from speakerid.evaluation import predict_crops
 from speakerid.registry import SpeakerRegistry
@@ -35,33 +43,21 @@ def main() -> None:
     p.add_argument("--per-speaker", type=int, default=50, help="train utterances per speaker in the registry")
     a = p.parse_args()
     ck = load_checkpoint(a.checkpoint)
-    keep = (
-        "format",
-        "model_config",
-        "model",
-        "labels",
-        "frontend",
-        "train_config",
-        "calibration",
-        "metrics",
-        "n_parameters",
-        "versions",
-        "epoch",
-        "step",
-    )
-    slim = {k: ck[k] for k in keep if k in ck}
-    slim["model_config"] = dict(slim["model_config"], name=a.name)
+    keep = ("train_config", "metrics", "n_parameters", "versions", "epoch", "step")  # no optimizer state
+    card = checkpoint_card(ck, a.checkpoint)
+    card = card.replace(model=dataclasses.replace(card.model, name=a.name))
+    slim = make_checkpoint(ck["model"], card, **{k: ck[k] for k in keep if k in ck})
     OUT.mkdir(parents=True, exist_ok=True)
     save_atomic(slim, OUT / "model.pt")
 
     model = model_from_checkpoint(slim)
     data = PreparedDataset(a.data)
     rng = np.random.default_rng(0)
-    reg = SpeakerRegistry(fingerprint(slim["model"]), slim["calibration"]["threshold"])
+    reg = SpeakerRegistry(checkpoint_card(slim))
     for name in data.speakers:
         idx = [i for i in data.split("train") if data.utterances[i].speaker == name]
         idx = sorted(rng.choice(idx, min(a.per_speaker, len(idx)), replace=False).tolist())
-        ds = FixedCropDataset(data, idx, slim["frontend"]["crop"], max_crops=4)
+        ds = FixedCropDataset(data, idx, card.frontend.crop, max_crops=4)
         _, emb, _, pos = predict_crops(model, ds)
         utt = torch.zeros(len(idx), emb.shape[1]).index_add_(0, pos, emb)
         reg.add(name, torch.nn.functional.normalize(utt, dim=1).numpy())
@@ -70,9 +66,9 @@ def main() -> None:
     # Samples: per speaker, the first two test-split recordings (indices 0-4, never trained on) in sorted order
     # that the model identifies correctly as decoded, quieter, louder and re-quantised to int16.
     from speakerid.audio import load_audio
-    from speakerid.runtime import Identifier, InferenceOptions, TorchEngine
+    from speakerid.runtime import Identifier, InferenceOptions, load_engine
 
-    engine = TorchEngine(OUT / "model.pt")
+    engine = load_engine(OUT / "model.pt")
     judges = [Identifier(engine, reg, InferenceOptions(mode=m)) for m in ("registry", "classes")]
     samples = OUT / "samples"
     shutil.rmtree(samples, ignore_errors=True)

@@ -11,9 +11,11 @@ Shapes: a waveform is a float32 numpy array of shape (T,) in [-1, 1] at ``SAMPLE
 
 from __future__ import annotations
 
+import glob
 import io
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import soundfile as sf
@@ -39,6 +41,10 @@ __all__ = [
     "random_crop",
     "peak_dbfs",
     "trim_silence",
+    "AUDIO_EXTENSIONS",
+    "find_audio",
+    "discover",
+    "display_name",
 ]
 
 
@@ -277,3 +283,95 @@ def trim_silence(wave: np.ndarray, top_db: float = 40.0, frame: int = 400, hop: 
     start = keep[0] * hop
     end = min(n, keep[-1] * hop + frame)
     return wave[start:end]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# finding audio files
+
+# What libsndfile (soundfile) decodes; folders are searched for these. Files named explicitly are always tried.
+AUDIO_EXTENSIONS = frozenset(
+    ".wav .wave .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .caf .w64 .rf64 .sd2 .voc .wv .nist "
+    ".sph .sf .ircam .mat4 .mat5 .pvf .xi .htk .paf .svx .mpc .avr .sds".split()
+)
+
+
+def display_name(path) -> str:
+    """A path as printable text even when the file name is not valid UTF-8."""
+    if isinstance(path, (str, os.PathLike)):
+        return os.fsencode(path).decode("utf-8", "backslashreplace")
+    return getattr(path, "name", "<in-memory audio>")
+
+
+def find_audio(folder: str, extensions=None) -> list[str]:
+    """Audio files under ``folder`` (recursively, sorted, hidden files and folders skipped)."""
+    extensions = AUDIO_EXTENSIONS if extensions is None else extensions
+    found = []
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions:
+                found.append(os.path.join(root, name))
+    return found
+
+
+def discover(inputs: list[str], extensions=AUDIO_EXTENSIONS) -> list[tuple[str, str | None]]:
+    """Expand files, folders, globs and @lists into ``[(path, error or None)]`` in order, without duplicates.
+
+    An input that yields nothing (missing path, pattern without matches, folder without audio, unreadable
+    list) gives one entry with an error, so it is reported like a bad file.
+    """
+    out: list[tuple[str, str | None]] = []
+    seen: set[str] = set()
+
+    def add(path: str, error: str | None = None) -> None:
+        key = os.path.normpath(os.path.abspath(path)) if error is None else f"\0{path}\0{error}"
+        if key not in seen:
+            seen.add(key)
+            out.append((path, error))
+
+    def expand(arg: str, depth: int = 0) -> None:
+        if arg.startswith("@") and len(arg) > 1:
+            if depth > 4:
+                add(arg, "file lists nested too deeply")
+                return
+            try:
+                lines = Path(arg[1:]).read_text(encoding="utf-8").splitlines()
+            except (OSError, UnicodeDecodeError) as e:
+                add(arg, f"cannot read file list ({e.strerror if isinstance(e, OSError) else e})")
+                return
+            for line in lines:
+                line = line.strip()
+                if line and not line.startswith("#"):
+                    expand(line, depth + 1)
+            return
+        if os.path.isdir(arg):
+            files = find_audio(arg, extensions)
+            if not files:
+                add(
+                    arg,
+                    f"no audio files found in this folder (looked for {', '.join(sorted(extensions)[:6])}, ...)",
+                )
+            for f in files:
+                add(f)
+            return
+        if os.path.lexists(arg):
+            add(arg)  # a file named explicitly is tried whatever its extension (a dangling link: not found)
+            return
+        if glob.has_magic(arg):
+            matches = sorted(glob.glob(arg, recursive=True))
+            if not matches:
+                add(arg, "no file matches this pattern")
+            # "*.xyz" names its files; "data/*" or "data/**" keeps to audio extensions.
+            named = os.path.splitext(arg)[1] not in ("", ".*")
+            for m in matches:
+                if os.path.isdir(m):
+                    for f in find_audio(m, extensions):
+                        add(f)
+                elif named or os.path.splitext(m)[1].lower() in extensions:
+                    add(m)
+            return
+        add(arg, "file not found")
+
+    for a in inputs:
+        expand(a)
+    return out

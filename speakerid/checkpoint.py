@@ -1,15 +1,22 @@
 """Checkpoint files: one ``torch.save`` dict, loadable with ``torch.load(weights_only=True)``.
 
-Contents: ``format``, ``model_config`` (dict), ``model`` (state dict of the unwrapped module), ``labels`` (class
-names in index order), ``frontend`` ({sample_rate, crop}), ``train_config`` (dict), ``optimizer``/``scaler``
-state, ``rng`` (torch CPU/CUDA generator states), ``epoch``, ``step``, ``step_in_epoch``, ``metrics`` (list of
-per-epoch dicts), ``best`` (best validation accuracy), ``calibration`` ({threshold, eer} for "unknown"),
-``versions``. Everything is a tensor, number, string, list or dict, so no pickled code is ever executed.
+Layout (``speakerid-checkpoint-v2``)::
+
+    format   "speakerid-checkpoint-v2"
+    card     speakerid.card.ModelCard.to_dict(): model config, labels, front-end, calibration, fingerprint
+    model    state dict of the unwrapped module (its fingerprint is the card's)
+    ...      training state, free-form for the training loop: train_config, optimizer, scaler, rng, epoch,
+             step, metrics, best, versions, ...
+
+Everything is a tensor, number, string, list or dict, so no pickled code is ever executed. Write one with
+:func:`save_checkpoint` (or :func:`make_checkpoint` + :func:`save_atomic`); read one with
+:func:`load_checkpoint` + :func:`checkpoint_card`. ``speakerid-checkpoint-v1`` files (written before the card;
+the shipped model is one) are converted on load by :func:`speakerid.card.card_from_v1`; any other format tag is
+refused with a message naming it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 import warnings
@@ -18,16 +25,23 @@ from pathlib import Path
 import torch
 
 from .atomic import atomic_open
-from .models import ModelConfig, SequenceClassifier, build_model
+from .card import CardError, ModelCard, card_from_v1, fingerprint
+from .models import SequenceClassifier, build_model
 
-FORMAT = "speakerid-checkpoint-v1"
+FORMAT = "speakerid-checkpoint-v2"
+FORMAT_V1 = "speakerid-checkpoint-v1"
+_V1_KEYS = ("model_config", "labels", "frontend", "calibration")  # moved into the card by v2
 
 __all__ = [
     "FORMAT",
     "CheckpointError",
     "save_atomic",
     "safe_load",
+    "make_checkpoint",
+    "save_checkpoint",
     "load_checkpoint",
+    "checkpoint_card",
+    "with_calibration",
     "model_from_checkpoint",
     "fingerprint",
 ]
@@ -85,37 +99,96 @@ def safe_load(path: str | os.PathLike, map_location="cpu"):
         ) from e
 
 
+def make_checkpoint(model, card: ModelCard, /, **state) -> dict:
+    """The checkpoint dict of ``model`` (a module or its state dict) described by ``card``.
+
+    The card's fingerprint is set from these weights; ``state`` (optimizer, epoch, metrics, ...) is stored
+    as given. ``card`` may be built with ``ModelCard.build(model_config, labels, FrontEnd(crop=...))``."""
+    weights = model.state_dict() if isinstance(model, torch.nn.Module) else model
+    weights = {k: v.detach().cpu() if torch.is_tensor(v) else v for k, v in weights.items()}
+    reserved = {"format", "card", "model"} & set(state)
+    if reserved:
+        raise ValueError(f"checkpoint state may not set {sorted(reserved)}")
+    card = card.replace(fingerprint=fingerprint(weights))
+    return {"format": FORMAT, "card": card.to_dict(), "model": weights, **state}
+
+
+def save_checkpoint(path: str | os.PathLike, model, card: ModelCard, /, **state) -> None:
+    """``save_atomic(make_checkpoint(model, card, **state), path)``."""
+    save_atomic(make_checkpoint(model, card, **state), path)
+
+
+def with_calibration(ckpt: dict, calibration) -> dict:
+    """A copy of checkpoint dict ``ckpt`` whose card has ``calibration`` (a Calibration or its dict)."""
+    from .card import Calibration
+
+    if isinstance(calibration, dict):
+        calibration = Calibration.from_dict(calibration)
+    card = checkpoint_card(ckpt).replace(calibration=calibration)
+    return {**ckpt, "card": card.to_dict()}
+
+
+def _upgrade(ckpt: dict, path) -> dict:
+    """v1 -> v2 (the card from ``card_from_v1``); the training state is kept as it was."""
+    try:
+        card = card_from_v1(ckpt, fingerprint(ckpt["model"]))
+    except (CardError, KeyError) as e:
+        raise CheckpointError(f"{path}: cannot convert this {FORMAT_V1} checkpoint ({e})") from e
+    rest = {k: v for k, v in ckpt.items() if k not in _V1_KEYS and k not in ("format", "model")}
+    return {"format": FORMAT, "card": card.to_dict(), "model": ckpt["model"], **rest}
+
+
 def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict:
-    """Load and check a checkpoint (weights_only=True). Raises CheckpointError naming the file and problem."""
+    """Load and check a checkpoint (weights_only=True); a v1 file comes back converted to v2.
+
+    Raises CheckpointError naming the file and problem (unknown format version, missing parts, a card that
+    does not describe these weights)."""
     ckpt = safe_load(path, map_location)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not a speakerid checkpoint (missing format tag {FORMAT!r})")
-    for key in ("model_config", "model", "labels"):
+    fmt = ckpt.get("format") if isinstance(ckpt, dict) else None
+    if fmt == FORMAT_V1:
+        for key in ("model_config", "model", "labels"):
+            if key not in ckpt:
+                raise CheckpointError(f"{path}: {FORMAT_V1} checkpoint is missing {key!r}")
+        return _upgrade(ckpt, path)
+    if fmt != FORMAT:
+        found = "no format tag" if fmt is None else f"format {fmt!r}"
+        raise CheckpointError(
+            f"{path}: not a speakerid checkpoint this version can read ({found}; expected {FORMAT!r}, "
+            f"or {FORMAT_V1!r} which is converted)"
+        )
+    for key in ("card", "model"):
         if key not in ckpt:
             raise CheckpointError(f"{path}: checkpoint is missing {key!r}")
+    card = checkpoint_card(ckpt, path)
+    if card.fingerprint != fingerprint(ckpt["model"]):
+        raise CheckpointError(
+            f"{path}: the weights do not match the card's fingerprint {card.fingerprint!r} (edited file?)"
+        )
     return ckpt
 
 
+def checkpoint_card(ckpt: dict, path: str | os.PathLike = "<checkpoint>") -> ModelCard:
+    """The ModelCard of a checkpoint dict (v2 as from :func:`load_checkpoint`, or a v1 dict: converted)."""
+    if isinstance(ckpt, dict) and ckpt.get("format") == FORMAT_V1:
+        ckpt = _upgrade(ckpt, path)
+    try:
+        return ModelCard.from_dict(ckpt["card"])
+    except (CardError, KeyError) as e:
+        raise CheckpointError(f"{path}: bad model card ({e})") from e
+
+
 def model_from_checkpoint(ckpt: dict | str | os.PathLike, map_location="cpu") -> SequenceClassifier:
-    """Rebuild the model from a checkpoint (dict or path) without train.py. Returns it in eval mode."""
+    """Rebuild the model from a checkpoint (v2 dict or path) without train.py. Returns it in eval mode."""
     name = "<checkpoint>"
     if not isinstance(ckpt, dict):
         name = str(ckpt)
         ckpt = load_checkpoint(ckpt, map_location)
+    if ckpt.get("format") == FORMAT_V1:
+        ckpt = _upgrade(ckpt, name)
+    card = checkpoint_card(ckpt, name)
     try:
-        model = build_model(ModelConfig.from_dict(ckpt["model_config"]))
+        model = build_model(card.model)
         model.load_state_dict(ckpt["model"])
     except (ValueError, RuntimeError, TypeError) as e:
         raise CheckpointError(f"{name}: weights do not match the stored model config ({e})") from e
     return model.eval()
-
-
-def fingerprint(state_dict: dict) -> str:
-    """A short hash of the weights, so a speaker registry is never scored with a different model."""
-    h = hashlib.sha256()
-    for k in sorted(state_dict):
-        v = state_dict[k]
-        h.update(k.encode())
-        if torch.is_tensor(v):
-            h.update(v.detach().cpu().contiguous().float().numpy().tobytes())
-    return h.hexdigest()[:16]

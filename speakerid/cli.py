@@ -125,38 +125,44 @@ def train_main(argv: list[str] | None = None) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-    import torch
-
-    from .checkpoint import load_checkpoint, model_from_checkpoint
+    """Accuracy through the inference pipeline (as ``speakerid identify``); ``--eer``: open-set verification."""
     from .data import PreparedDataset
-    from .evaluation import evaluate, plot_confusion, write_report
+    from .evaluation import plot_confusion, write_report
+    from .pipeline import Identifier, InferenceOptions
+    from .runtime import load_engine
 
-    ckpt = load_checkpoint(args.checkpoint)
-    model = model_from_checkpoint(ckpt)
-    device = "cuda" if (args.device == "auto" and torch.cuda.is_available()) else args.device
-    device = "cpu" if device == "auto" else device
-    model.to(device)
     data = PreparedDataset(args.data)
-    crop = ckpt.get("frontend", {}).get("crop", 8192)
     if args.eer:  # open-set: the split's speakers need not be the model's classes
+        import torch
+
+        from .checkpoint import checkpoint_card, load_checkpoint, model_from_checkpoint
         from .evaluation import enrollment_eer
 
+        ckpt = load_checkpoint(args.checkpoint)
+        device = "cuda" if (args.device == "auto" and torch.cuda.is_available()) else args.device
+        device = "cpu" if device == "auto" else device
+        crop = checkpoint_card(ckpt, args.checkpoint).frontend.crop
+        model = model_from_checkpoint(ckpt).to(device)
         rep = enrollment_eer(model, data, args.split, args.n_enroll, crop, device)
         print(json.dumps(rep, indent=2))
         return 0
-    if data.speakers != ckpt["labels"]:
-        print(
-            f"error: {args.data} has speakers {data.speakers[:5]}... but the checkpoint was trained on "
-            f"{ckpt['labels'][:5]}...; evaluate on data prepared with the same speakers",
-            file=sys.stderr,
-        )
+    from .engine import cpu_count
+    from .evaluation import evaluate_files
+
+    engine = load_engine(args.checkpoint, device=args.device, workers=cpu_count())
+    options = InferenceOptions(mode="classes", batch_size=args.batch_size, max_crops=args.max_crops or 256)
+    identifier = Identifier(engine, registry=None, options=options)
+    try:
+        rep = evaluate_files(identifier, data, args.split, workers=args.workers, progress=True)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    rep = evaluate(model, data, args.split, crop, args.batch_size, device, args.max_crops, progress=True)
     out = Path(args.out or Path(args.checkpoint).with_suffix("").as_posix() + f"-{args.split}")
     out.mkdir(parents=True, exist_ok=True)
     write_report(rep, out / "report.json")
     plot_confusion(rep["confusion"], rep["labels"], out / "confusion.png")
     keys = ("n_utterances", "n_crops", "crop_top1", "crop_top5", "utt_top1", "utt_top5", "utt_majority_acc")
+    keys += ("decoded", "n_failed")
     print(json.dumps({k: rep[k] for k in keys} | {"report": str(out / "report.json")}, indent=2))
     return 0
 
@@ -166,23 +172,23 @@ def _cap_threads(n: int | None) -> int:
     not taken over by one enrollment, and the small model gains nothing from more."""
     import torch
 
-    from .identify import _cpu_count
+    from .engine import cpu_count
 
-    n = n or min(4, _cpu_count())
+    n = n or min(4, cpu_count())
     torch.set_num_threads(max(1, n))
     return n
 
 
 def _speaker_folders(root: str) -> list[tuple[str, list[str]]]:
     """``DIR/<speaker>/**/<audio>`` -> [(speaker, [files])], sorted; raises ValueError when there is none."""
-    from .identify import AUDIO_EXTENSIONS, _walk
+    from .audio import find_audio
 
     base = Path(root)
     if not base.is_dir():
         raise ValueError(f"{root}: not a folder (--from-folder wants one sub-folder of clips per speaker)")
     out = []
     for d in sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        files = _walk(str(d), AUDIO_EXTENSIONS)
+        files = find_audio(str(d))
         if files:
             out.append((d.name, files))
     if not out:
@@ -193,7 +199,8 @@ def _speaker_folders(root: str) -> list[tuple[str, list[str]]]:
 def _cmd_enroll(args) -> int:
     from tqdm import tqdm
 
-    from .registry import RegistryError, SpeakerRegistry, embed_clips, resolve, validate_name
+    from .pipeline import embed_clips
+    from .registry import RegistryError, SpeakerRegistry, resolve, validate_name
     from .runtime import load_engine
 
     if bool(args.from_folder) == bool(args.name or args.clips):
@@ -329,8 +336,11 @@ def main(argv: list[str] | None = None) -> int:
     e.add_argument("--checkpoint", required=True)
     e.add_argument("--data", required=True, help="prepared dataset folder")
     e.add_argument("--split", default="test")
-    e.add_argument("--batch-size", type=int, default=64)
-    e.add_argument("--max-crops", type=int, default=None, help="crops per utterance (default: all)")
+    e.add_argument("--batch-size", type=int, default=64, help="crops per model call")
+    e.add_argument(
+        "--max-crops", type=int, default=None, help="crops per utterance (default 256, as identify)"
+    )
+    e.add_argument("--workers", type=int, default=2, help="decoding threads (as identify)")
     e.add_argument("--device", default="auto")
     e.add_argument("--out", help="report folder (default: beside the checkpoint)")
     e.add_argument(

@@ -7,14 +7,13 @@ PATHS are files, folders (searched recursively for audio files), glob patterns (
 the shell leaves them alone) and ``@list.txt`` files naming one path, folder or pattern per line (relative to
 the current directory; blank lines and ``#`` comments are skipped).
 
-Pipeline: a pool of ``--workers`` threads decodes files (``speakerid.audio.load_audio``: any format libsndfile
-reads, any channel count, resampled to the model's rate with the training front-end's resampler), keeps their
-speech (``speakerid.vad``: a file with no speech, or too little, gets an error row) and cuts it into the model's
-crops (``fixed_crops``; at most ``--max-crops`` per file, so a 10-hour file costs what a long
-one does); the main thread runs the model on batches of ``--batch-size`` crops taken from several files at once
-and aggregates each file's crops with ``Identifier.score`` -- the same code as ``Identifier.identify``, so a
-file gets the same answer here, in the app and in Python. Rows come out in input order as soon as a file is
-done. A file that cannot be used gets a row with an ``error`` naming the problem and never stops the run.
+This module is the command line only: inputs are expanded by ``speakerid.audio.discover`` and identified by
+``speakerid.pipeline.Identifier.identify_files`` (``--workers`` decoding threads, speech detection, at most
+``--max-crops`` crops per file, the model on batches of ``--batch-size`` crops taken from several files at
+once, each file voted by ``Identifier.score``: the same code as ``Identifier.identify``, ``speakerid evaluate``
+and the app). Rows come out in input order as soon as a file is done, to stdout or atomically to ``--out``
+(``speakerid.atomic``). A file that cannot be used gets a row with an ``error`` naming the problem and never
+stops the run.
 
 Exit status: 0 every file identified, 1 some file failed (or a path/pattern matched nothing), 2 bad usage or a
 model/registry that cannot be loaded.
@@ -23,306 +22,23 @@ model/registry that cannot be loaded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
-import glob
 import io
 import json
 import os
 import sys
-import tempfile
 import time
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+from .audio import AUDIO_EXTENSIONS, discover, display_name
 
-from .audio import AudioError, fixed_crops
+if TYPE_CHECKING:
+    from .pipeline import FileResult
 
-__all__ = ["AUDIO_EXTENSIONS", "add_arguments", "run", "discover", "identify_files", "FileResult"]
+__all__ = ["add_arguments", "run", "main", "WRITERS"]
 
-# What libsndfile (soundfile) decodes; folders are searched for these. Files named explicitly are always tried.
-AUDIO_EXTENSIONS = frozenset(
-    ".wav .wave .flac .ogg .oga .opus .mp3 .aif .aiff .aifc .au .snd .caf .w64 .rf64 .sd2 .voc .wv .nist "
-    ".sph .sf .ircam .mat4 .mat5 .pvf .xi .htk .paf .svx .mpc .avr .sds".split()
-)
 FORMATS = ("table", "csv", "jsonl")
-
-
-# ---------------------------------------------------------------------------------------------------------
-# discovery
-
-
-def _display(path: str) -> str:
-    """A path as printable text even when the file name is not valid UTF-8."""
-    return os.fsencode(path).decode("utf-8", "backslashreplace")
-
-
-def _walk(folder: str, extensions) -> list[str]:
-    found = []
-    for root, dirs, files in os.walk(folder, followlinks=False):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in sorted(files):
-            if not name.startswith(".") and os.path.splitext(name)[1].lower() in extensions:
-                found.append(os.path.join(root, name))
-    return found
-
-
-def discover(inputs: list[str], extensions=AUDIO_EXTENSIONS) -> list[tuple[str, str | None]]:
-    """Expand files, folders, globs and @lists into ``[(path, error or None)]`` in order, without duplicates.
-
-    An input that yields nothing (missing path, pattern without matches, folder without audio, unreadable
-    list) gives one entry with an error, so it is reported like a bad file.
-    """
-    out: list[tuple[str, str | None]] = []
-    seen: set[str] = set()
-
-    def add(path: str, error: str | None = None) -> None:
-        key = os.path.normpath(os.path.abspath(path)) if error is None else f"\0{path}\0{error}"
-        if key not in seen:
-            seen.add(key)
-            out.append((path, error))
-
-    def expand(arg: str, depth: int = 0) -> None:
-        if arg.startswith("@") and len(arg) > 1:
-            if depth > 4:
-                add(arg, "file lists nested too deeply")
-                return
-            try:
-                lines = Path(arg[1:]).read_text(encoding="utf-8").splitlines()
-            except (OSError, UnicodeDecodeError) as e:
-                add(arg, f"cannot read file list ({e.strerror if isinstance(e, OSError) else e})")
-                return
-            for line in lines:
-                line = line.strip()
-                if line and not line.startswith("#"):
-                    expand(line, depth + 1)
-            return
-        if os.path.isdir(arg):
-            files = _walk(arg, extensions)
-            if not files:
-                add(
-                    arg,
-                    f"no audio files found in this folder (looked for {', '.join(sorted(extensions)[:6])}, ...)",
-                )
-            for f in files:
-                add(f)
-            return
-        if os.path.lexists(arg):
-            add(arg)  # a file named explicitly is tried whatever its extension (a dangling link: not found)
-            return
-        if glob.has_magic(arg):
-            matches = sorted(glob.glob(arg, recursive=True))
-            if not matches:
-                add(arg, "no file matches this pattern")
-            # "*.xyz" names its files; "data/*" or "data/**" keeps to audio extensions.
-            named = os.path.splitext(arg)[1] not in ("", ".*")
-            for m in matches:
-                if os.path.isdir(m):
-                    for f in _walk(m, extensions):
-                        add(f)
-                elif named or os.path.splitext(m)[1].lower() in extensions:
-                    add(m)
-            return
-        add(arg, "file not found")
-
-    for a in inputs:
-        expand(a)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------------------
-# the pipeline
-
-
-@dataclass
-class FileResult:
-    """One input file's outcome: ``prediction`` (a runtime.Prediction) or ``error`` (what is wrong)."""
-
-    path: str
-    prediction: object | None = None
-    error: str | None = None
-
-    def to_row(self, segments: bool = False) -> dict:
-        p = self.prediction
-        row = {
-            "path": _display(self.path),
-            "speaker": p.speaker if p else None,
-            "score": round(p.score, 6) if p else None,
-            "top_k": [[n, round(s, 6)] for n, s in p.top_k] if p else [],
-            "error": self.error,
-            "mode": p.mode if p else None,
-            "duration": round(p.duration, 3) if p else None,
-            "n_crops": p.n_crops if p else 0,
-            "speech": round(p.speech, 3) if p and p.speech is not None else None,
-        }
-        if segments:
-            row["segments"] = p.segments if p else []
-        return row
-
-
-@dataclass
-class _Decoded:
-    path: str
-    crops: np.ndarray | None = None  # (N, crop) float32
-    starts: np.ndarray | None = None  # (N,) int64, in the speech kept
-    n_samples: int = 0  # in the file
-    index: np.ndarray | None = None  # (T_kept,) positions of the kept speech in the file (None: all kept)
-    error: str | None = None
-
-
-@dataclass
-class _Pending:
-    """A decoded file waiting for its crops to go through the model."""
-
-    d: _Decoded
-    sent: int = 0
-    done: int = 0
-    logits: dict = field(default_factory=dict)  # first crop index -> (k, K)
-    emb: dict = field(default_factory=dict)  # first crop index -> (k, D)
-
-    @property
-    def n(self) -> int:
-        return 0 if self.d.crops is None else len(self.d.crops)
-
-
-def _open_for_decode(path: str):
-    """A path libsndfile can open: the name itself, or the bytes when the name is not valid UTF-8."""
-    try:
-        path.encode("utf-8")
-        return path
-    except UnicodeEncodeError:
-        with open(path, "rb") as f:
-            return f.read()
-
-
-def _decode(identifier, path: str) -> _Decoded:
-    """Worker: decode + validate + keep the speech + crop one file; every failure becomes an error string."""
-    from .runtime import load_speech
-
-    o, crop = identifier.options, identifier.engine.crop
-    try:
-        wave, index, n = load_speech(identifier.engine, _open_for_decode(path), o.max_seconds, _display(path))
-        crops, starts = fixed_crops(wave, crop, o.hop, o.max_crops)
-        return _Decoded(path, np.ascontiguousarray(crops), starts, n, index)
-    except AudioError as e:
-        return _Decoded(path, error=e.reason)
-    except MemoryError:
-        return _Decoded(path, error="out of memory while decoding (file too large; try --max-seconds)")
-    except OSError as e:
-        return _Decoded(path, error=f"cannot read file ({e.strerror or e})")
-    except Exception as e:  # a decoder bug must not stop the run either
-        return _Decoded(path, error=f"cannot decode audio ({type(e).__name__}: {e})")
-
-
-class _Inline:
-    """Executor stand-in for --workers 0: decode in the calling thread."""
-
-    def submit(self, fn, *args):
-        f: Future = Future()
-        f.set_result(fn(*args))
-        return f
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def identify_files(
-    identifier,
-    items: list[tuple[str, str | None]],
-    workers: int = 2,
-    batch_size: int | None = None,
-    model_workers: int = 1,
-):
-    """Yield a FileResult per item, in input order. ``items`` as from :func:`discover`.
-
-    Decoding runs in ``workers`` threads, ahead of the model by at most ``2 * workers`` files. The model runs
-    on batches of up to ``batch_size`` crops (default ``identifier.options.batch_size``) drawn from consecutive
-    files, with up to ``model_workers`` calls in flight at once (data parallel: for CPU engines with one
-    intra-op thread each, which scales better on few cores than one call using all of them). Each file's
-    crops are aggregated by ``identifier.score``, as in ``Identifier.identify``.
-    """
-    engine = identifier.engine
-    bs = max(1, int(batch_size or identifier.options.batch_size))
-    n_model = max(1, int(model_workers))
-    ahead = max(2, 2 * workers)
-    todo = deque(items)
-    futures: deque = deque()  # decode jobs, in input order
-    waiting: deque[_Pending] = deque()  # decoded files whose crops are not all scored yet, in input order
-    inflight: deque = deque()  # (model call future, [(file, first crop, n crops)])
-    queued = 0  # crops decoded but not yet sent to the model
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="decode") if workers > 0 else _Inline()
-    runner = ThreadPoolExecutor(max_workers=n_model, thread_name_prefix="model") if n_model > 1 else _Inline()
-    with pool, runner:
-
-        def refill() -> None:
-            while todo and len(futures) < ahead:
-                path, err = todo.popleft()
-                if err is not None:
-                    f: Future = Future()
-                    f.set_result(_Decoded(path, error=err))
-                    futures.append(f)
-                else:
-                    futures.append(pool.submit(_decode, identifier, path))
-
-        def collect() -> None:
-            fut, parts = inflight.popleft()
-            logits, emb = fut.result()  # a model failure propagates: it is not one file's fault
-            off = 0
-            for p, a, k in parts:
-                p.logits[a] = logits[off : off + k]
-                p.emb[a] = emb[off : off + k]
-                p.done += k
-                off += k
-
-        refill()
-        while futures or waiting:
-            while futures and queued < bs:
-                p = _Pending(futures.popleft().result())
-                refill()
-                waiting.append(p)
-                queued += p.n
-            submitted = False
-            if queued >= bs or (not futures and queued):
-                # One model call over the next crops, possibly from several files. At the tail, split what
-                # is left over the idle model workers so they all get some.
-                free = max(1, n_model - len(inflight))
-                take = min(bs, queued if futures else -(-queued // free))
-                parts = []
-                for p in waiting:
-                    k = min(take, p.n - p.sent)
-                    if k > 0:
-                        parts.append((p, p.sent, k))
-                        p.sent += k
-                        take -= k
-                    if take == 0:
-                        break
-                x = np.concatenate([p.d.crops[a : a + k] for p, a, k in parts])  # (B, crop)
-                inflight.append((runner.submit(engine.run, x), parts))
-                queued -= len(x)
-                submitted = True
-            while inflight and (len(inflight) >= n_model or not submitted or inflight[0][0].done()):
-                collect()
-                submitted = True  # waited once; go on filling
-            while waiting and waiting[0].done == waiting[0].n:
-                p = waiting.popleft()
-                if p.d.error is not None:
-                    yield FileResult(p.d.path, error=p.d.error)
-                    continue
-                order = sorted(p.logits)
-                pred = identifier.score(
-                    np.concatenate([p.logits[a] for a in order]),
-                    np.concatenate([p.emb[a] for a in order]),
-                    p.d.starts,
-                    p.d.n_samples,
-                    p.d.index,
-                )
-                p.d.crops = None
-                yield FileResult(p.d.path, prediction=pred)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -351,7 +67,7 @@ class _Table(_Writer):
         self.f.write(f"{'speaker':<{self.name_w}}  {'score':>8}  {top:<{self.topw}}  file\n")
 
     def write(self, r: FileResult) -> None:
-        path = _display(r.path)
+        path = display_name(r.path)
         if r.error is not None:
             self.f.write(f"{'ERROR':<{self.name_w}}  {'-':>8}  {r.error:<{self.topw}}  {path}\n")
             return
@@ -391,51 +107,29 @@ class _Jsonl(_Writer):
 WRITERS = {"table": _Table, "csv": _Csv, "jsonl": _Jsonl}
 
 
-class _Output:
-    """stdout (streamed, flushed per row) or FILE (streamed into a temp file beside it, renamed at the end)."""
+@contextlib.contextmanager
+def _stdout():
+    """stdout as UTF-8 text, flushed per row (results stream out as files finish)."""
+    sys.stdout.flush()
+    if not hasattr(sys.stdout, "buffer"):
+        yield sys.stdout
+        return
+    f = io.TextIOWrapper(
+        sys.stdout.buffer, encoding="utf-8", newline="", line_buffering=True, write_through=True
+    )
+    try:
+        yield f
+    finally:
+        with contextlib.suppress(OSError, ValueError):
+            f.flush()
+        f.detach()
 
-    def __init__(self, out: str | None):
-        self.out = Path(out) if out else None
-        self.tmp = None
-        if self.out is None:
-            sys.stdout.flush()
-            self.f = (
-                io.TextIOWrapper(
-                    sys.stdout.buffer, encoding="utf-8", newline="", line_buffering=True, write_through=True
-                )
-                if hasattr(sys.stdout, "buffer")
-                else sys.stdout
-            )
-            self._own = self.f is not sys.stdout
-        else:
-            self.out.parent.mkdir(parents=True, exist_ok=True)
-            fd, self.tmp = tempfile.mkstemp(prefix=f".{self.out.name}.", suffix=".tmp", dir=self.out.parent)
-            self.f = os.fdopen(fd, "w", encoding="utf-8", newline="")
 
-    def commit(self) -> None:
-        if self.out is None:
-            self.f.flush()
-            if self._own:
-                self.f.detach()
-            return
-        self.f.flush()
-        os.fsync(self.f.fileno())
-        self.f.close()
-        os.replace(self.tmp, self.out)
-        self.tmp = None
+def _output(out: str | None):
+    """stdout, or FILE written through ``speakerid.atomic`` (renamed into place only when the run succeeds)."""
+    from .atomic import atomic_open
 
-    def abort(self) -> None:
-        if self.out is None:
-            try:
-                self.f.flush()
-                if self._own:
-                    self.f.detach()
-            except (OSError, ValueError):
-                pass
-            return
-        self.f.close()
-        if self.tmp and os.path.exists(self.tmp):
-            os.unlink(self.tmp)
+    return _stdout() if out is None else atomic_open(out, "w", encoding="utf-8", newline="")
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -510,52 +204,26 @@ def _error(msg: str) -> int:
     return 2
 
 
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return os.cpu_count() or 1
-
-
 def _cpu_batch(engine) -> int:
     """Crops per model call on CPU: keep one call's GRU gate activations (steps x 3H floats per crop) within
     ~8 MB, i.e. in cache. Measured (ORT, one thread): the raw 8192-step l0=3 GRU does 23 clips per CPU-second
     at 1 crop per call and 18 at 4..32; the MFCC GRU (103 frames) 1040 at 1 and 1230 at 32."""
-    c = engine.model_config
+    c = engine.card.model
     steps = engine.crop
-    if c.get("frontend") == "mfcc":
+    if c.frontend == "mfcc":
         steps = 1 + engine.crop // max(1, round(engine.sample_rate * 0.005))  # 5 ms MFCC hop
-    per_crop = steps * 3 * max(c.get("hidden") or [64]) * 4
+    per_crop = steps * 3 * max(c.hidden or [64]) * 4
     return int(min(64, max(1, 8_000_000 // per_crop)))
-
-
-def _load(args):
-    """-> (engine, model_workers). On CPU the model runs ``threads`` single-threaded calls on different batches
-    at once: with tiny hidden sizes that scales far better than splitting one call over the cores."""
-    from .runtime import load_engine
-
-    threads = args.threads or _cpu_count()
-    model = args.model
-    if model and Path(model).suffix == ".onnx":
-        from .onnx_engine import OnnxEngine
-
-        engine = OnnxEngine(model, device=args.device, threads=1)
-        return engine, (1 if engine.on_cuda else threads)
-    engine = load_engine(model, device=args.device)
-    if getattr(engine, "device", None) is not None and engine.device.type == "cpu":
-        import torch
-
-        torch.set_num_threads(1)
-        return engine, threads
-    return engine, 1
 
 
 def run(args) -> int:
     """Run ``speakerid identify`` with parsed ``args``; returns the exit status (0 ok, 1 file errors, 2 usage)."""
     from tqdm import tqdm
 
+    from .engine import cpu_count
+    from .pipeline import Identifier, InferenceOptions
     from .registry import RegistryError
-    from .runtime import Identifier, InferenceOptions
+    from .runtime import load_engine
 
     if (
         args.top_k < 1
@@ -572,13 +240,12 @@ def run(args) -> int:
     if args.extensions:
         exts = frozenset("." + e.strip().lower().lstrip(".") for e in args.extensions.split(",") if e.strip())
     try:
-        engine, model_workers = _load(args)
+        # On CPU the model runs ``threads`` single-threaded calls on different batches at once: with tiny
+        # hidden sizes that scales far better than splitting one call over the cores.
+        engine = load_engine(args.model, device=args.device, workers=args.threads or cpu_count())
     except (OSError, ValueError, RuntimeError) as e:  # CheckpointError/OnnxModelError are ValueErrors
         return _error(f"cannot load the model: {e}")
-    on_gpu = (
-        getattr(engine, "on_cuda", False) or getattr(getattr(engine, "device", None), "type", "") == "cuda"
-    )
-    batch_size = args.batch_size or (256 if on_gpu else _cpu_batch(engine))
+    batch_size = args.batch_size or (256 if engine.on_gpu else _cpu_batch(engine))
     registry = None if str(args.registry).lower() == "none" else args.registry
     options = InferenceOptions(
         top_k=args.top_k,
@@ -601,21 +268,15 @@ def run(args) -> int:
         scores = f'cosine similarity; "unknown" below {identifier.threshold:.3f}'
     else:
         scores = "class probability"
-    desc = engine.describe()
-    note = f" ({desc['provider_note']})" if desc.get("provider_note") else ""
-    cpu = f", {model_workers} model threads" if model_workers > 1 else ""
+    note = f" ({engine.provider_note})" if engine.provider_note else ""
+    cpu = f", {engine.workers} model threads" if engine.workers > 1 else ""
     print(
-        f"model {engine.source} [{desc['name'] or 'unnamed'}, {engine.n_parameters:,} parameters] "
+        f"model {engine.source} [{engine.card.name or 'unnamed'}, {engine.n_parameters:,} parameters] "
         f"on {engine.provider}{note}{cpu}; scoring {identifier.mode} ({len(names)} speakers); scores: {scores}",
         file=sys.stderr,
     )
 
     items = discover(args.paths, exts)
-    try:
-        out = _Output(args.out)
-    except OSError as e:
-        return _error(f"cannot write {args.out}: {e.strerror or e}")
-    writer = WRITERS[args.format](out.f, args.segments, args.top_k, names, scores)
     n_ok = n_bad = 0
     audio_s = 0.0
     t0, c0 = time.perf_counter(), time.process_time()
@@ -627,37 +288,28 @@ def run(args) -> int:
         dynamic_ncols=True,
     )
     try:
-        writer.header()
-        for r in identify_files(
-            identifier, items, workers=args.workers, batch_size=batch_size, model_workers=model_workers
-        ):
-            writer.write(r)
-            if r.error is None:
-                n_ok += 1
-                audio_s += r.prediction.duration
-            else:
-                n_bad += 1
-            bar.update(1)
-        out.commit()
+        with _output(args.out) as f:
+            writer = WRITERS[args.format](f, args.segments, args.top_k, names, scores)
+            writer.header()
+            for r in identifier.identify_files(items, workers=args.workers, batch_size=batch_size):
+                writer.write(r)
+                if r.error is None:
+                    n_ok += 1
+                    audio_s += r.prediction.duration
+                else:
+                    n_bad += 1
+                bar.update(1)
     except KeyboardInterrupt:
-        out.abort()
         bar.close()
         print("interrupted", file=sys.stderr)
         return 130
     except BrokenPipeError:  # e.g. `| head`: the reader is gone, nothing more to say
-        out.abort()
         bar.close()
         return 1 if n_bad else 0
-    except OSError as e:  # writing the results failed (disk full, ...)
-        out.abort()
+    except OSError as e:  # opening or writing the results failed (disk full, ...)
         bar.close()
-        return _error(f"cannot write the results: {e}")
-    except (
-        RuntimeError,
-        ValueError,
-        MemoryError,
-    ) as e:  # the model failed on a batch: no single file is to blame
-        out.abort()
+        return _error(f"cannot write {'the results' if args.out is None else args.out}: {e.strerror or e}")
+    except (RuntimeError, ValueError, MemoryError) as e:  # the model failed on a batch: no file is to blame
         bar.close()
         return _error(f"inference failed: {type(e).__name__}: {e}")
     bar.close()

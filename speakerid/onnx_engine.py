@@ -5,7 +5,7 @@ Dim legend: B batch of crops, T samples per crop, K classes, D embedding size.
 Made by ``python -m export``. The graph takes ``wav`` (B, T) float32 at the sidecar's sample rate and returns
 ``logits`` (B, K) and ``embedding`` (B, D), both float32, with the front-end inside, so the pre- and
 post-processing are exactly ``speakerid.runtime``'s (same decoder, same crops, same scoring) for checkpoints
-and ONNX files alike.
+and ONNX files alike. The sidecar carries the model card (``speakerid.card``) and the graph's facts.
 
 Execution provider: with ``device="auto"`` the CUDA provider is used when onnxruntime has it *and* it can load
 (a CUDA driver with a GPU; onnxruntime-gpu on a machine without CUDA lists the provider but falls back to CPU
@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .audio import CROP_SAMPLES, SAMPLE_RATE
-from .runtime import Engine
-from .vad import VadSettings
+from .card import CardError, ModelCard, card_from_v1
+from .engine import Engine
 
-__all__ = ["OnnxEngine", "OnnxModelError", "cuda_status", "SIDECAR_FORMAT"]
+__all__ = ["OnnxEngine", "OnnxModelError", "cuda_status", "read_sidecar", "SIDECAR_FORMAT"]
 
-SIDECAR_FORMAT = "speakerid-onnx-v1"
+SIDECAR_FORMAT = "speakerid-onnx-v2"  # {"format", "card": ModelCard, "onnx": {...graph facts}}
+SIDECAR_FORMAT_V1 = "speakerid-onnx-v1"  # flat: converted by speakerid.card.card_from_v1
 CUDA = "CUDAExecutionProvider"
 CPU = "CPUExecutionProvider"
 
@@ -102,6 +102,50 @@ def _file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+_GRAPH_KEYS = ("onnx_sha256", "input", "outputs", "fp16", "n_parameters")  # what the engine reads of "onnx"
+
+
+def read_sidecar(side: Path) -> tuple[ModelCard, dict]:
+    """A sidecar file -> (model card, graph facts {onnx_sha256, input, outputs, fp16, n_parameters, ...}).
+
+    v1 sidecars (flat) are converted by :func:`speakerid.card.card_from_v1`. Raises OnnxModelError naming the
+    file, the format found and what is missing."""
+    try:
+        meta = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise OnnxModelError(f"{side}: cannot read the ONNX sidecar ({e})") from e
+    fmt = meta.get("format") if isinstance(meta, dict) else None
+    try:
+        if fmt == SIDECAR_FORMAT:
+            missing = [k for k in ("card", "onnx") if k not in meta]
+            if missing:
+                raise OnnxModelError(f"{side}: sidecar is missing {missing}")
+            graph = dict(meta["onnx"])
+            missing = [k for k in _GRAPH_KEYS if k not in graph]
+            if missing:
+                raise OnnxModelError(f"{side}: sidecar's 'onnx' is missing {missing}")
+            return ModelCard.from_dict(meta["card"]), graph
+        if fmt == SIDECAR_FORMAT_V1:
+            missing = [k for k in ("labels", "model_config", "fingerprint") if k not in meta]
+            if missing:
+                raise OnnxModelError(f"{side}: sidecar is missing {missing}")
+            graph = {
+                "onnx_sha256": meta.get("onnx_sha256"),
+                "input": meta.get("input", {"name": "wav"}),
+                "outputs": meta.get("outputs", {"logits": {}, "embedding": {}}),
+                "fp16": bool(meta.get("fp16", False)),
+                "n_parameters": int(meta.get("n_parameters", 0)),
+            }
+            return card_from_v1(meta, meta["fingerprint"]), graph
+    except CardError as e:
+        raise OnnxModelError(f"{side}: bad model card in the sidecar ({e})") from e
+    found = "no format tag" if fmt is None else f"format {fmt!r}"
+    raise OnnxModelError(
+        f"{side}: not a speakerid ONNX sidecar this version can read ({found}; expected {SIDECAR_FORMAT!r} "
+        f"or {SIDECAR_FORMAT_V1!r})"
+    )
+
+
 class OnnxEngine(Engine):
     """An exported model run with ONNX Runtime.
 
@@ -109,6 +153,7 @@ class OnnxEngine(Engine):
         path: the ``.onnx`` file; its sidecar ``<same name>.json`` must be beside it.
         device: "auto" (CUDA when it can run, else CPU), "cpu", "cuda" or "cuda:N" (error if CUDA cannot run).
         threads: CPU intra-op threads (0 = ONNX Runtime's default: one per physical core).
+        workers: N > 0: single-threaded sessions calls, N at once in the pipeline (CPU; overrides threads).
         io_binding: bind inputs/outputs explicitly (None = on for CUDA, off for CPU where it gains nothing).
         verify: check the ONNX file's SHA-256 against the sidecar (catches a sidecar of another export).
     """
@@ -120,6 +165,7 @@ class OnnxEngine(Engine):
         threads: int = 0,
         io_binding: bool | None = None,
         verify: bool = True,
+        workers: int = 0,
     ):
         ort = _import_ort()
         path = Path(path)
@@ -131,40 +177,19 @@ class OnnxEngine(Engine):
             raise OnnxModelError(
                 f"{path}: sidecar {side.name} not found beside it (re-export with python -m export)"
             )
-        try:
-            meta = json.loads(side.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise OnnxModelError(f"{side}: cannot read the ONNX sidecar ({e})") from e
-        if not isinstance(meta, dict) or meta.get("format") != SIDECAR_FORMAT:
-            raise OnnxModelError(
-                f"{side}: not a speakerid ONNX sidecar (format tag {SIDECAR_FORMAT!r} missing)"
-            )
-        missing = [k for k in ("labels", "model_config", "fingerprint") if k not in meta]
-        if missing:
-            raise OnnxModelError(f"{side}: sidecar is missing {missing}")
-        if verify and meta.get("onnx_sha256") and _file_sha256(path) != meta["onnx_sha256"]:
+        self.card, graph = read_sidecar(side)
+        if verify and graph["onnx_sha256"] and _file_sha256(path) != graph["onnx_sha256"]:
             raise OnnxModelError(
                 f"{path}: the file does not match its sidecar {side.name} (SHA-256 differs); "
                 "the two come from different exports"
             )
-        self.meta = meta
-        self.labels = list(meta["labels"])
-        self.model_config = dict(meta["model_config"])
-        self.sample_rate = int(meta.get("sample_rate", SAMPLE_RATE))
-        self.crop = int(meta.get("crop", CROP_SAMPLES))
-        self.fingerprint = str(meta["fingerprint"])
-        self.threshold = float(meta.get("threshold", 0.5))
-        vad = dict(meta.get("vad") or {})
-        vad.pop("silero_vad_version", None)  # informative: the version the exporter had
-        try:
-            # Sidecars written before speech detection existed get the defaults, as checkpoints do.
-            self.vad = VadSettings.from_dict(vad or None)
-        except (TypeError, ValueError) as e:
-            raise OnnxModelError(f"{side}: bad speech-detection settings in the sidecar ({e})") from e
-        self.n_parameters = int(meta.get("n_parameters", 0))
-        self.fp16 = bool(meta.get("fp16", False))
-        self.input_name = meta.get("input", {}).get("name", "wav")
-        self.output_names = list(meta.get("outputs", {"logits": {}, "embedding": {}}))
+        self.graph = graph
+        self.n_parameters = int(graph["n_parameters"])
+        self.fp16 = bool(graph["fp16"])
+        self.input_name = graph["input"]["name"]
+        self.output_names = list(graph["outputs"])
+        if workers:
+            threads = 1
 
         want_cuda, device_id, self.provider_note = self._choose(device)
         so = ort.SessionOptions()
@@ -198,6 +223,8 @@ class OnnxEngine(Engine):
                 )
             self.provider_note = "the CUDA provider failed to start; running on CPU"
         self.provider = f"onnxruntime-{CUDA if self.on_cuda else CPU}"
+        self.on_gpu = self.on_cuda
+        self.workers = 1 if self.on_cuda or not workers else int(workers)
         self.device_id = device_id
         inputs = [i.name for i in self.session.get_inputs()]
         outputs = [o.name for o in self.session.get_outputs()]
@@ -226,11 +253,7 @@ class OnnxEngine(Engine):
         raise OnnxModelError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N")
 
     def describe(self) -> dict:
-        d = super().describe()
-        d["fp16"] = self.fp16
-        if self.provider_note:
-            d["provider_note"] = self.provider_note
-        return d
+        return super().describe() | {"fp16": self.fp16}
 
     def run(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(B, T) float32 crops -> (logits (B, K), unit embeddings (B, D)) float32."""

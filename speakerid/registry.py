@@ -3,7 +3,7 @@
 The registry is a small JSON file. Names are data (JSON keys), never file paths. A registry remembers the
 fingerprint of the model whose embeddings it holds and refuses to be scored with another model.
 
-**Which registry** (decided only in :func:`resolve`): ``--registry FILE`` when given; otherwise the model's
+**Which registry** (decided only here, in :func:`resolve`): ``--registry FILE`` when given; otherwise the model's
 default registry (for the shipped model, and ONNX exports of it, ``$SPEAKERID_HOME`` or
 ``~/.cache/speakerid/registry-<fingerprint>.json``; for other models ``<model>.registry.json`` beside it). Until
 that file exists, identification uses the registry bundled with the shipped model (read-only).
@@ -38,7 +38,8 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_open
-from .audio import AudioError
+from .card import CardError, ModelCard
+from .metrics import equal_error_rate
 
 try:
     import fcntl
@@ -52,13 +53,19 @@ __all__ = [
     "resolve",
     "validate_name",
     "UNKNOWN",
-    "embed_clips",
+    "PRETRAINED",
+    "user_dir",
+    "default_path",
+    "bundled_path",
 ]
+
+PRETRAINED = Path(__file__).parent / "pretrained" / "default"  # the shipped model and its registry
 
 CALIBRATE_MIN_SPEAKERS = 2  # recalibrate the threshold from enrolled clips with at least this many speakers
 CALIBRATE_MIN_CLIPS = 3  # ... each with at least this many clips
 
-FORMAT = "speakerid-registry-v1"
+FORMAT = "speakerid-registry-v2"  # carries the model card
+FORMAT_V1 = "speakerid-registry-v1"  # fingerprint only (read; written again as v2 with the engine's card)
 UNKNOWN = "unknown"
 MAX_NAME = 64
 
@@ -106,34 +113,42 @@ class RegistryLocation:
         return str(self.read)
 
 
+def user_dir() -> Path:
+    """Writable place for registries of read-only (shipped) models: $SPEAKERID_HOME or ~/.cache/speakerid."""
+    return Path(os.environ.get("SPEAKERID_HOME") or Path.home() / ".cache" / "speakerid")
+
+
+def _bundled_fingerprint() -> str | None:
+    """Fingerprint of the shipped model, read from its bundled registry (cheap: no checkpoint load)."""
+    try:
+        return SpeakerRegistry.load(PRETRAINED / "registry.json").fingerprint
+    except RegistryError:
+        return None
+
+
+def bundled_path(engine) -> Path | None:
+    """The registry shipped with the default model, when ``engine`` runs that model (by fingerprint: the
+    checkpoint or an ONNX export of it)."""
+    return PRETRAINED / "registry.json" if _bundled_fingerprint() == engine.fingerprint else None
+
+
+def default_path(engine) -> Path:
+    """Where enrollments go without ``--registry``: for the shipped model a user-writable file in
+    :func:`user_dir`; else ``<model>.registry.json`` beside the model."""
+    if bundled_path(engine) is not None:
+        return user_dir() / f"registry-{engine.fingerprint}.json"
+    return Path(engine.source).with_suffix(".registry.json")
+
+
 def resolve(engine, registry: str | os.PathLike | None = None) -> RegistryLocation:
     """The one place that decides which registry file an engine uses (see the module docstring)."""
-    bundled = engine.bundled_registry_path()
+    bundled = bundled_path(engine)
     if registry is not None:
         path = Path(registry)
         return RegistryLocation(path, path, bundled, True)
-    path = Path(engine.default_registry_path())
+    path = default_path(engine)
     read = path if path.is_file() else bundled
     return RegistryLocation(path, read, bundled, False)
-
-
-def embed_clips(engine, clips, names=None, progress: Callable[[], None] | None = None):
-    """Embed each clip's speech -> (unit embeddings (N, D) of the usable clips, ["<clip>: <problem>", ...]).
-
-    ``clips``: paths, bytes or (T,) arrays; ``names`` label them in errors. Clips with no speech, too little
-    speech or bad audio are reported, never embedded. ``progress`` is called once per clip."""
-    from .runtime import clip_embedding
-
-    embs, errors = [], []
-    names = list(names) if names is not None else [None] * len(clips)
-    for clip, name in zip(clips, names):
-        try:
-            embs.append(clip_embedding(engine, clip, name=name))
-        except AudioError as e:
-            errors.append(str(e))
-        if progress is not None:
-            progress()
-    return (np.stack(embs) if embs else np.zeros((0, 0), np.float32)), errors
 
 
 @contextlib.contextmanager
@@ -151,15 +166,21 @@ def _locked(path: Path):
 
 
 class SpeakerRegistry:
+    """Enrolled speakers of one model. ``model``: the model's card (what :meth:`new` and every write store) or,
+    for a registry read from a v1 file, its fingerprint alone."""
+
     def __init__(
         self,
-        fingerprint: str,
-        threshold: float,
+        model: ModelCard | str,
+        threshold: float | None = None,
         speakers: dict | None = None,
         model_threshold: float | None = None,
         threshold_source: str = "model",
     ):
-        self.fingerprint = fingerprint
+        self.card = model if isinstance(model, ModelCard) else None
+        self.fingerprint = self.card.fingerprint if self.card is not None else str(model)
+        if threshold is None:
+            threshold = self.card.threshold if self.card is not None else 0.5
         self.threshold = float(threshold)
         self.model_threshold = float(threshold if model_threshold is None else model_threshold)
         self.threshold_source = threshold_source  # "model" or "enrolled: <how>"
@@ -173,18 +194,34 @@ class SpeakerRegistry:
             d = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise RegistryError(f"{path}: cannot read speaker registry ({e})") from e
-        if not isinstance(d, dict) or d.get("format") != FORMAT:
-            raise RegistryError(f"{path}: not a speakerid registry (format tag {FORMAT!r} missing)")
+        fmt = d.get("format") if isinstance(d, dict) else None
+        if fmt not in (FORMAT, FORMAT_V1):
+            found = "no format tag" if fmt is None else f"format {fmt!r}"
+            raise RegistryError(
+                f"{path}: not a speakerid registry this version can read ({found}; "
+                f"expected {FORMAT!r} or {FORMAT_V1!r})"
+            )
         try:
+            if fmt == FORMAT:
+                model = ModelCard.from_dict(d["card"])
+                if model.fingerprint != d["model_fingerprint"]:
+                    raise ValueError("model_fingerprint differs from the card's")
+            else:  # v1: the fingerprint alone; the next write stores the engine's card
+                model = d["model_fingerprint"]
             return cls(
-                d["model_fingerprint"],
+                model,
                 d["threshold"],
-                d.get("speakers", {}),
-                d.get("model_threshold"),  # registries written before recalibration: the threshold itself
+                d["speakers"],
+                d.get("model_threshold"),  # v1 registries written before recalibration: the threshold itself
                 d.get("threshold_source", "model"),
             )
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, CardError) as e:
             raise RegistryError(f"{path}: damaged speaker registry ({type(e).__name__}: {e})") from e
+
+    @classmethod
+    def new(cls, engine) -> SpeakerRegistry:
+        """An empty registry for ``engine``'s model (its card, its calibrated threshold)."""
+        return cls(engine.card)
 
     @classmethod
     def load_or_new(cls, path: str | os.PathLike | None, engine) -> SpeakerRegistry:
@@ -193,7 +230,7 @@ class SpeakerRegistry:
             reg = cls.load(path)
             reg.check_model(engine)
             return reg
-        return cls(engine.fingerprint, engine.threshold)
+        return cls.new(engine)
 
     @classmethod
     def update(
@@ -209,23 +246,29 @@ class SpeakerRegistry:
         A RegistryError from ``change`` leaves the file as it was."""
         path = Path(path)
         with _locked(path):
+            bundled = bundled_path(engine)
             if path.is_file():
                 reg = cls.load(path)
                 reg.check_model(engine, path)
-            elif with_bundled and engine.bundled_registry_path() is not None:
-                reg = cls.load(engine.bundled_registry_path())
+            elif with_bundled and bundled is not None:
+                reg = cls.load(bundled)
                 reg.check_model(engine)
             else:
-                reg = cls(engine.fingerprint, engine.threshold)
+                reg = cls.new(engine)
+            reg.card = engine.card  # a v1 registry is upgraded by this write
             result = change(reg)
             reg.recalibrate()
             reg.save(path)
         return reg, result
 
     def save(self, path: str | os.PathLike) -> None:
-        """Atomic write (temp file + rename)."""
+        """Atomic write (temp file + rename). Needs the model's card (a registry read from a v1 file gets it
+        from :meth:`update`, or set ``registry.card``)."""
+        if self.card is None:
+            raise RegistryError(f"{path}: this registry has no model card to save (read from a v1 file)")
         d = {
             "format": FORMAT,
+            "card": self.card.to_dict(),
             "model_fingerprint": self.fingerprint,
             "threshold": self.threshold,
             "model_threshold": self.model_threshold,
@@ -252,8 +295,6 @@ class SpeakerRegistry:
         if len(ready) < CALIBRATE_MIN_SPEAKERS:
             self.threshold, self.threshold_source = self.model_threshold, "model"
             return
-        from .evaluation import equal_error_rate
-
         cents = self.centroids()  # (S, D)
         genuine, impostor = [], []
         for i, n in enumerate(self.names):
@@ -285,20 +326,6 @@ class SpeakerRegistry:
         c /= np.linalg.norm(c) + 1e-12
         self.speakers[name] = {"embeddings": emb.round(6).tolist(), "centroid": c.round(6).tolist()}
         return name
-
-    def enroll(self, name: str, clips, engine, overwrite: bool = False, names=None) -> dict:
-        """Embed each clip's speech (path/bytes/array; ``names`` label them in errors) with ``engine`` and add
-        the speaker (in memory; see :meth:`update` for files). Clips without speech or with bad audio are
-        skipped and reported; if none is usable the speaker is not added."""
-        self.check_model(engine)
-        name = validate_name(name)
-        if name in self.speakers and not overwrite:
-            raise RegistryError(f"speaker {name!r} is already enrolled (use overwrite to replace)")
-        embs, errors = embed_clips(engine, clips, names)
-        if not len(embs):
-            raise RegistryError(f"no usable clip to enroll {name!r}: " + "; ".join(errors))
-        self.add(name, embs, overwrite=overwrite)
-        return {"name": name, "clips": len(embs), "errors": errors}
 
     def remove(self, *names: str) -> list[str]:
         """Remove all of ``names`` or, if any is not enrolled, none of them (RegistryError naming those)."""

@@ -33,3 +33,43 @@ def shared_data() -> Path:
             f"shared data not found at {path} (set SPEAKERID_SHARED_DATA or put it in ../shared/data)"
         )
     return path
+
+
+# -- the shipped model and real speech, shared by the inference tests ------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def fsdd(shared_data) -> Path:
+    """FSDD's recordings (``<digit>_<speaker>_<n>.wav``; numbers 0-4 are its test split)."""
+    d = shared_data / "fsdd" / "recordings"
+    if not d.is_dir():
+        pytest.skip(f"FSDD recordings not found in {d}")
+    return d
+
+
+@pytest.fixture(scope="module")
+def engine():
+    """The shipped model on CPU (``speakerid.runtime.load_engine``)."""
+    from speakerid.runtime import default_model_path, load_engine
+
+    return load_engine(default_model_path(), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """PyTorch with one thread (use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``): on a shared
+    2-core machine two spinning threads are ~3x slower, and the small models gain nothing from more."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A private ``$SPEAKERID_HOME``: the shipped model's user registry lands here, never in ~/.cache."""
+    h = tmp_path / "home"
+    monkeypatch.setenv("SPEAKERID_HOME", str(h))
+    return h

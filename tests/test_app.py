@@ -32,7 +32,7 @@ pytest.importorskip("gradio", reason="the web demo needs gradio (pip install -e 
 gradio_client = pytest.importorskip("gradio_client", reason="needs gradio_client (pip install -e '.[test]')")
 from gradio_client import Client, handle_file  # noqa: E402
 
-from speakerid.registry import SpeakerRegistry  # noqa: E402
+from speakerid.registry import SpeakerRegistry, bundled_path  # noqa: E402
 from speakerid.runtime import Identifier, InferenceOptions, default_model_path, load_engine  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -461,7 +461,7 @@ def _registry_file(server, engine) -> Path:
 def test_enroll_a_speaker_then_identify_them(client, server, engine, first_clips, tmp_path, reference):
     clip = first_clips[0]
     old = speaker_of(clip)
-    bundled = engine.bundled_registry_path()
+    bundled = bundled_path(engine)
     bundled_before = bundled.read_bytes() if bundled else None
     if "Ada" in {r[0] for r in client.predict(api_name="/list_speakers")[1]["data"]}:
         client.predict("Ada", api_name="/remove_speaker")  # left by another test

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from _synth import make_prepared
 
-from speakerid.checkpoint import load_checkpoint
+from speakerid.checkpoint import checkpoint_card, load_checkpoint
 from speakerid.runtime import clip_embedding, load_engine
 from speakerid.training import CONFIGS, get_config, train
 from speakerid.training.speaker import _batch_length
@@ -49,8 +49,9 @@ def test_recipe_trains_pseudo_voices_with_aam(trained):
     rows = summary["metrics"]
     assert rows[-1]["train_loss"] < rows[0]["train_loss"]
     ck = load_checkpoint(out / "last.pt")
-    assert ck["model_config"]["head"] == "cosine" and ck["model_config"]["n_classes"] == 9
-    assert ck["labels"][:3] == ["spk0/voice0", "spk0/voice1", "spk0/voice2"]
+    card = checkpoint_card(ck)
+    assert card.model.head == "cosine" and card.model.n_classes == 9
+    assert card.labels[:3] == ("spk0/voice0", "spk0/voice1", "spk0/voice2")
     assert ck["train_config"]["loss"] == "aam" and ck["train_config"]["aug_vtlp"] > 0
     # Evaluation scores speakers, not voices: the test report has the 3 speakers.
     assert set(summary["test"]) >= {"utt_top1"} and 0.0 <= summary["test"]["utt_top1"] <= 1.0

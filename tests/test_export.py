@@ -18,6 +18,8 @@ import soundfile as sf
 import torch
 from _synth import make_prepared, voice
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `export/` is a top-level folder of the repo (plain `pytest` may not see it)
     sys.path.insert(0, str(REPO))
@@ -25,7 +27,8 @@ onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
 from export import ExportError, check_parity, export_onnx, recurrent_nodes, sidecar_path  # noqa: E402
-from speakerid.checkpoint import FORMAT, fingerprint, save_atomic  # noqa: E402
+from speakerid.card import Calibration, FrontEnd, ModelCard  # noqa: E402
+from speakerid.checkpoint import fingerprint, make_checkpoint, save_atomic  # noqa: E402
 from speakerid.models import build_model, preset  # noqa: E402
 from speakerid.onnx_engine import OnnxEngine, OnnxModelError  # noqa: E402
 from speakerid.runtime import Identifier, InferenceOptions, load_engine  # noqa: E402
@@ -49,15 +52,8 @@ def save_checkpoint(
     torch.manual_seed(seed)
     model = build_model(preset(name, n_classes=len(LABELS), **overrides))
     randomize_constant_parameters(model)
-    ckpt = {
-        "format": FORMAT,
-        "model_config": model.config.to_dict(),
-        "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "labels": list(LABELS),
-        "frontend": {"sample_rate": 16000, "crop": crop},
-    }
-    if threshold is not None:
-        ckpt["calibration"] = {"threshold": threshold, "eer": 0.1}
+    cal = Calibration(threshold, eer=0.1) if threshold is not None else None
+    ckpt = make_checkpoint(model, ModelCard.build(model.config, LABELS, FrontEnd(crop=crop), cal))
     save_atomic(ckpt, path)
     return ckpt
 
@@ -72,15 +68,6 @@ def randomize_constant_parameters(model: torch.nn.Module) -> None:
             flat = p.view(-1)
             if flat.numel() > 1 and bool((flat == flat[0]).all()):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.5 + (flat[0] if flat[0] != 0 else 0.0))
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """PyTorch and ORT with one thread each: on a shared 2-core box, two spinning threads are 3x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 _SYNTH_DIR = Path(tempfile.mkdtemp(prefix="speakerid-export-clips-"))
@@ -114,7 +101,7 @@ def test_export_passes_checker_and_keeps_cudnn_friendly_gru_nodes(exported):
     name, _, path, ckpt, sidecar = exported
     proto = onnx.load(str(path))
     onnx.checker.check_model(proto, full_check=True)
-    cfg = ckpt["model_config"]
+    cfg = ckpt["card"]["model"]
     nodes = recurrent_nodes(proto)
     assert [n["op"] for n in nodes] == ["GRU"] * len(cfg["hidden"]), name  # one ONNX GRU per dilated layer
     for n, h in zip(nodes, cfg["hidden"]):
@@ -135,13 +122,16 @@ def test_sidecar_carries_what_the_runtime_needs(exported):
     _, _, path, ckpt, sidecar = exported
     on_disk = json.loads(sidecar_path(path).read_text())
     assert on_disk == sidecar
-    assert sidecar["labels"] == LABELS and sidecar["sample_rate"] == 16000 and sidecar["crop"] == 8192
-    assert sidecar["model_config"] == ckpt["model_config"]
-    assert sidecar["fingerprint"] == fingerprint(ckpt["model"])
-    assert sidecar["threshold"] == 0.61 and sidecar["opset"] == 17 and sidecar["fp16"] is False
-    assert {"torch", "onnx", "python"} <= set(sidecar["versions"])
+    card = ModelCard.from_dict(sidecar["card"])
+    assert sidecar["card"] == ckpt["card"]  # the checkpoint's card travels unchanged
+    assert list(card.labels) == LABELS and card.sample_rate == 16000 and card.frontend.crop == 8192
+    assert card.fingerprint == fingerprint(ckpt["model"]) and card.threshold == 0.61
+    graph = sidecar["onnx"]
+    assert graph["opset"] == 17 and graph["fp16"] is False
+    assert {"torch", "onnx", "python", "silero_vad"} <= set(graph["versions"])
     engine = OnnxEngine(path, device="cpu")
     torch_engine = load_engine(path.with_suffix(".pt"), device="cpu")
+    assert engine.card == torch_engine.card
     for attr in ("labels", "sample_rate", "crop", "fingerprint", "threshold", "n_parameters", "model_config"):
         assert getattr(engine, attr) == getattr(torch_engine, attr), attr
     assert engine.provider == "onnxruntime-CPUExecutionProvider"
@@ -149,7 +139,7 @@ def test_sidecar_carries_what_the_runtime_needs(exported):
 
 def test_parity_with_pytorch_random_and_real_clips(exported):
     name, ckpt_path, path, ckpt, _ = exported
-    period = int(np.lcm.reduce(ckpt["model_config"]["dilations"]))
+    period = int(np.lcm.reduce(ckpt["card"]["model"]["dilations"]))
     clips = real_clips(2)
     # Batch 1: the crop (a multiple of every dilation) and lengths that are not; real clips as crops and whole.
     one = check_parity(
@@ -209,7 +199,7 @@ def test_fp16_export(tmp_path):
     side = export_onnx(tmp_path / "m.pt", tmp_path / "m16.onnx", fp16=True)
     proto = onnx.load(str(tmp_path / "m16.onnx"))
     onnx.checker.check_model(proto, full_check=True)
-    assert side["fp16"] and side["fingerprint"] == fingerprint(ckpt["model"])
+    assert side["onnx"]["fp16"] and side["card"]["fingerprint"] == fingerprint(ckpt["model"])
     fp16_inits = {i.name for i in proto.graph.initializer if i.data_type == onnx.TensorProto.FLOAT16}
     for node in proto.graph.node:
         if node.op_type == "GRU":
@@ -278,9 +268,9 @@ def test_engine_rejects_missing_or_mismatched_sidecar(tmp_path):
     with pytest.raises(RuntimeError, match=r"b\.onnx: ONNX Runtime failed on crops of shape \(1, 3\)"):
         OnnxEngine(tmp_path / "b.onnx").run(np.zeros((1, 3), np.float32))  # too short for the MFCC window
     (tmp_path / "c.onnx").write_bytes(b"garbage")
-    (tmp_path / "c.json").write_text(
-        json.dumps({"format": "speakerid-onnx-v1", "labels": ["a"], "model_config": {}, "fingerprint": "x"})
-    )
+    side = json.loads((tmp_path / "b.json").read_text())
+    side["onnx"]["onnx_sha256"] = None  # a valid sidecar: loading the graph itself is what fails
+    (tmp_path / "c.json").write_text(json.dumps(side))
     with pytest.raises(OnnxModelError, match=r"c\.onnx: ONNX Runtime cannot load the model"):
         OnnxEngine(tmp_path / "c.onnx")
 
@@ -330,7 +320,7 @@ def test_parity_report_fails_when_only_the_embedding_differs(tmp_path):
     onnx.checker.check_model(proto)
     onnx.save(proto, str(tmp_path / "m.onnx"))
     side = json.loads(sidecar_path(tmp_path / "m.onnx").read_text())
-    side["onnx_sha256"] = hashlib.sha256((tmp_path / "m.onnx").read_bytes()).hexdigest()
+    side["onnx"]["onnx_sha256"] = hashlib.sha256((tmp_path / "m.onnx").read_bytes()).hexdigest()
     sidecar_path(tmp_path / "m.onnx").write_text(json.dumps(side))
     rep = check_parity(tmp_path / "m.onnx", tmp_path / "m.pt", batch_sizes=(2,), lengths=(3001,), threads=1)
     assert rep["max_abs_logits"] <= 1e-4 and rep["top1_agree"]  # the logits still agree ...

@@ -15,27 +15,22 @@ import pytest
 import soundfile as sf
 import torch
 
-from speakerid.audio import resample
-from speakerid.checkpoint import FORMAT, save_atomic
-from speakerid.identify import discover, identify_files
+from speakerid.audio import discover, resample
+from speakerid.card import FrontEnd, ModelCard
+from speakerid.checkpoint import save_checkpoint
 from speakerid.identify import main as identify_main
 from speakerid.models import build_model, preset
+from speakerid.pipeline import enroll
 from speakerid.registry import SpeakerRegistry
 from speakerid.runtime import Identifier, InferenceOptions, default_model_path, load_engine
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:  # `export/` is a top-level folder of the repo (plain `pytest` may not see it)
     sys.path.insert(0, str(REPO))
 FSDD = Path(os.environ.get("SPEAKERID_FSDD", REPO.parent / "shared" / "data" / "fsdd" / "recordings"))
 SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def speech(speaker: int, k: int, n_parts: int = 3) -> tuple[np.ndarray, int]:
@@ -192,20 +187,14 @@ def build_folder(root: Path, long_seconds: float = 600.0) -> dict[str, tuple[str
     return exp
 
 
+def engine_card(model) -> ModelCard:
+    return load_engine(model, device="cpu").card
+
+
 def save_random_checkpoint(path: Path, name: str = "mfcc-gru-5x20", seed: int = 0, crop: int = 8192) -> Path:
     torch.manual_seed(seed)
     model = build_model(preset(name, n_classes=len(SPEAKERS)))
-    save_atomic(
-        {
-            "format": FORMAT,
-            "model_config": model.config.to_dict(),
-            "model": {k: v.detach() for k, v in model.state_dict().items()},
-            "labels": list(SPEAKERS),
-            "frontend": {"sample_rate": 16000, "crop": crop},
-            "calibration": {"threshold": 0.5},
-        },
-        path,
-    )
+    save_checkpoint(path, model, ModelCard.build(model.config, SPEAKERS, FrontEnd(crop=crop)))
     return path
 
 
@@ -344,10 +333,11 @@ def test_batching_across_files_and_model_threads_do_not_change_answers(folder, r
             load_engine(model, device="cpu"), registry=None, options=InferenceOptions(top_k=6, segments=True)
         )
         ref = [ident.identify(p) for p, _ in items]
-        for bs, workers, model_workers in [(1, 0, 1), (5, 3, 2), (64, 1, 2)]:
-            got = list(
-                identify_files(ident, items, workers=workers, batch_size=bs, model_workers=model_workers)
-            )
+        for bs, workers, model_workers in [(1, 0, 0), (5, 3, 2), (64, 1, 2)]:
+            engine = load_engine(model, device="cpu", workers=model_workers)
+            assert engine.workers == max(1, model_workers)
+            batched = Identifier(engine, registry=None, options=ident.options)
+            got = list(batched.identify_files(items, workers=workers, batch_size=bs))
             assert [g.path for g in got] == [p for p, _ in items]
             for g, r in zip(got, ref):
                 assert g.error is None and g.prediction.speaker == r.speaker
@@ -420,9 +410,9 @@ def test_registry_mode(folder, random_onnx, tmp_path, capsys):
     root, _ = folder
     _, onnx_path = random_onnx
     engine = load_engine(onnx_path, device="cpu")
-    reg = SpeakerRegistry(engine.fingerprint, 0.5)
-    reg.enroll("Alice", [root / "good" / "george_a.wav"], engine)
-    reg.enroll("Bob", [root / "good" / "theo_a.wav"], engine)
+    reg = SpeakerRegistry.new(engine)
+    enroll(reg, "Alice", [root / "good" / "george_a.wav"], engine)
+    enroll(reg, "Bob", [root / "good" / "theo_a.wav"], engine)
     reg.save(tmp_path / "reg.json")
     out = tmp_path / "r.jsonl"
     rc, _, err = run_cli(
@@ -457,7 +447,7 @@ def test_exit_status_and_usage_errors(folder, random_onnx, tmp_path, capsys):
     (tmp_path / "junk.pt").write_bytes(b"junk")
     rc, _, err = run_cli([good, "--model", tmp_path / "junk.pt"], capsys)
     assert rc == 2 and "junk.pt: not a speakerid checkpoint or not safe to load" in err
-    other = SpeakerRegistry("0" * 16, 0.5)
+    other = SpeakerRegistry(engine_card(onnx_path).replace(fingerprint="0" * 16))
     other.add("Zed", np.eye(20)[:1])
     other.save(tmp_path / "other.json")
     rc, _, err = run_cli([good, "--model", onnx_path, "--registry", tmp_path / "other.json"], capsys)

@@ -10,39 +10,20 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 pytest.importorskip("onnxruntime")
 
 from export.onnx_export import export_onnx  # noqa: E402
 from speakerid.cli import main as cli_main  # noqa: E402
 from speakerid.identify import main as identify_main  # noqa: E402
+from speakerid.pipeline import enroll  # noqa: E402
 from speakerid.registry import SpeakerRegistry  # noqa: E402
 from speakerid.runtime import Identifier, InferenceOptions, default_model_path, load_engine  # noqa: E402
 from speakerid.vad import VadSettings  # noqa: E402
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "home")
+
 SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch):
-    monkeypatch.setenv("SPEAKERID_HOME", str(tmp_path / "home"))
-
-
-@pytest.fixture(scope="module")
-def fsdd(shared_data) -> Path:
-    d = shared_data / "fsdd" / "recordings"
-    if not d.is_dir():
-        pytest.skip(f"FSDD recordings not found in {d}")
-    return d
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +44,9 @@ def registry(fsdd, tmp_path_factory) -> Path:
     """Two speakers enrolled with the checkpoint: the other four speakers' clips are strangers."""
     path = tmp_path_factory.mktemp("reg") / "two.json"
     engine = load_engine(default_model_path(), device="cpu")
-    reg = SpeakerRegistry(engine.fingerprint, engine.threshold)
+    reg = SpeakerRegistry.new(engine)
     for spk in ("george", "lucas"):
-        reg.enroll(spk, [str(fsdd / f"{d}_{spk}_{10 + d}.wav") for d in range(3)], engine)
+        enroll(reg, spk, [str(fsdd / f"{d}_{spk}_{10 + d}.wav") for d in range(3)], engine)
     reg.save(path)
     return path
 
@@ -81,8 +62,8 @@ def _identify(tmp_path, model, registry, files, name) -> list[dict]:
 
 def test_sidecar_carries_the_speech_detection_settings(onnx_model):
     side = json.loads(onnx_model.with_suffix(".json").read_text())
-    assert {k: v for k, v in side["vad"].items() if k != "silero_vad_version"} == VadSettings().to_dict()
-    assert side["vad"]["silero_vad_version"]
+    assert side["card"]["frontend"]["vad"] == VadSettings().to_dict()
+    assert side["onnx"]["versions"]["silero_vad"]
     assert load_engine(onnx_model, device="cpu").vad == load_engine(default_model_path(), device="cpu").vad
 
 
@@ -119,7 +100,7 @@ def test_onnx_enrollment_lands_where_the_checkpoint_finds_it(tmp_path, capsys, o
 
 def test_a_registry_of_another_model_is_refused_by_onnx(tmp_path, onnx_model, test_files, capsys):
     other = tmp_path / "other.json"
-    reg = SpeakerRegistry("0123456789abcdef", 0.5)
+    reg = SpeakerRegistry(load_engine(onnx_model, device="cpu").card.replace(fingerprint="0123456789abcdef"))
     reg.add("Ann", np.eye(1, 64))
     reg.save(other)
     rc = identify_main([test_files[0], "--model", str(onnx_model), "--registry", str(other), "--no-progress"])

@@ -12,47 +12,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from speakerid.cli import main as cli_main
+from speakerid.pipeline import enroll
 from speakerid.registry import (
     CALIBRATE_MIN_CLIPS,
     RegistryError,
     SpeakerRegistry,
+    bundled_path,
     resolve,
 )
-from speakerid.runtime import Identifier, default_model_path, load_engine
+from speakerid.runtime import Identifier
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread", "home")
 
 SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(autouse=True)
-def home(tmp_path, monkeypatch) -> Path:
-    """A private $SPEAKERID_HOME: the shipped model's user registry lands here."""
-    h = tmp_path / "home"
-    monkeypatch.setenv("SPEAKERID_HOME", str(h))
-    return h
-
-
-@pytest.fixture(scope="module")
-def fsdd(shared_data) -> Path:
-    d = shared_data / "fsdd" / "recordings"
-    if not d.is_dir():
-        pytest.skip(f"FSDD recordings not found in {d}")
-    return d
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return load_engine(default_model_path(), device="cpu")
 
 
 def clips(fsdd: Path, speaker: str, n: int = 3, first: int = 10) -> list[str]:
@@ -73,13 +47,13 @@ def run(capsys, *argv) -> tuple[int, dict | None, str]:
 def test_list_without_registry_says_it_shows_the_bundled_speakers(capsys, engine, home):
     rc, data, _ = run(capsys, "registry", "list")
     assert rc == 0
-    assert data["bundled"] is True and data["registry"] == str(engine.bundled_registry_path())
+    assert data["bundled"] is True and data["registry"] == str(bundled_path(engine))
     assert "bundled with the model, read-only" in data["shown"] and str(home) in data["shown"]
     assert "no registry at" in data["note"] and "--with-bundled" in data["note"]
     assert [s["name"] for s in data["speakers"]] == SPEAKERS
     # Once the user registry exists, that is what is listed, and it is not the bundled one.
     path = resolve(engine).path
-    SpeakerRegistry(engine.fingerprint, engine.threshold).save(path)
+    SpeakerRegistry.new(engine).save(path)
     rc, data, _ = run(capsys, "registry", "list")
     assert rc == 0 and data["bundled"] is False and data["registry"] == str(path) and data["speakers"] == []
     assert "note" not in data
@@ -160,12 +134,12 @@ def test_remove_from_a_registry_that_does_not_exist_yet(capsys, engine, home):
 def test_threshold_rule(engine, fsdd):
     """Model threshold until CALIBRATE_MIN_SPEAKERS speakers have CALIBRATE_MIN_CLIPS clips; then the EER
     point of leave-one-out genuine vs impostor scores, which separates these (real, distinct) voices."""
-    reg = SpeakerRegistry(engine.fingerprint, engine.threshold)
-    reg.enroll("Ann", clips(fsdd, "george", CALIBRATE_MIN_CLIPS), engine)
-    reg.enroll("Bo", clips(fsdd, "lucas", CALIBRATE_MIN_CLIPS - 1), engine)
+    reg = SpeakerRegistry.new(engine)
+    enroll(reg, "Ann", clips(fsdd, "george", CALIBRATE_MIN_CLIPS), engine)
+    enroll(reg, "Bo", clips(fsdd, "lucas", CALIBRATE_MIN_CLIPS - 1), engine)
     reg.recalibrate()
     assert reg.threshold == engine.threshold and reg.threshold_source == "model"
-    reg.enroll("Bo", clips(fsdd, "lucas", CALIBRATE_MIN_CLIPS + 1), engine, overwrite=True)
+    enroll(reg, "Bo", clips(fsdd, "lucas", CALIBRATE_MIN_CLIPS + 1), engine, overwrite=True)
     reg.recalibrate()
     assert reg.threshold_source.startswith("enrolled:") and reg.threshold != engine.threshold
     ann = np.asarray(reg.speakers["Ann"]["embeddings"])
@@ -178,7 +152,7 @@ def test_threshold_rule(engine, fsdd):
 
 def test_a_registry_of_another_model_is_refused(tmp_path, engine, capsys, fsdd):
     other = tmp_path / "other.json"
-    reg = SpeakerRegistry("0123456789abcdef", 0.5)
+    reg = SpeakerRegistry(engine.card.replace(fingerprint="0123456789abcdef"))
     reg.add("Ann", np.eye(1, 64))
     reg.save(other)
     with pytest.raises(RegistryError, match=r"other\.json: registry was made with model 0123456789abcdef"):

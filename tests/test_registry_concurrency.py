@@ -27,12 +27,13 @@ WRITER = textwrap.dedent(
     """
     import sys
     import numpy as np
+    from speakerid.card import ModelCard
+    from speakerid.models import ModelConfig
     from speakerid.registry import SpeakerRegistry
 
-    class Engine:  # what update() needs of an engine: the model's identity and threshold
-        fingerprint, threshold = "f" * 16, 0.5
-        def bundled_registry_path(self):
-            return None
+    class Engine:  # what update() needs of an engine: the model's card (identity, threshold) and file
+        card = ModelCard(ModelConfig(n_classes=1), ["a"], fingerprint="f" * 16)
+        fingerprint, threshold, source = card.fingerprint, card.threshold, "model.pt"
 
     path, tag, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     rng = np.random.default_rng(abs(hash(tag)) % 2**32)
@@ -69,14 +70,6 @@ def test_many_writer_processes_keep_every_name(tmp_path):
     reg = SpeakerRegistry.load(path)
     assert len(reg) == 60 and reg.names == sorted(f"w{k}-{i}" for k in range(4) for i in range(15))
     assert not list(tmp_path.glob(".reg.json.*.tmp")), "a temporary file was left behind"
-
-
-@pytest.fixture(scope="module")
-def fsdd(shared_data) -> Path:
-    d = shared_data / "fsdd" / "recordings"
-    if not d.is_dir():
-        pytest.skip(f"FSDD recordings not found in {d}")
-    return d
 
 
 @pytest.mark.slow

@@ -92,7 +92,7 @@ def test_accuracy_on_the_official_test_split_matches_the_model_card(measured, ca
 
 
 def _card_shard_row() -> tuple[float, float]:
-    """(utterance %, crop %) from the card's row for `speakerid evaluate` on data_prep's int16 shards."""
+    """(utterance %, crop %) from the card's row for `speakerid evaluate` on a data_prep'd split."""
     rows = [
         ln for ln in CARD.read_text(encoding="utf-8").splitlines() if ln.startswith("|") and "evaluate" in ln
     ]
@@ -103,9 +103,9 @@ def _card_shard_row() -> tuple[float, float]:
 
 
 @pytest.mark.slow  # ~30 s on 2 busy cores: data_prep of the 300 clips, then the evaluation
-def test_evaluate_on_data_prep_shards_matches_the_model_card(test_split, tmp_path):
-    """The card's first row, as the card says it was measured: the 300 test recordings through data_prep (int16
-    shards at 16 kHz), then `speakerid evaluate` (crops vote per recording)."""
+def test_evaluate_on_a_prepared_split_matches_the_model_card(test_split, tmp_path):
+    """The card's first row, as the card says it was measured: the 300 test recordings through data_prep, then
+    `speakerid evaluate` (each recording's source file through the inference pipeline, crops vote)."""
     rec = tmp_path / "rec"
     rec.mkdir()
     for f in test_split:
@@ -202,11 +202,11 @@ def test_streaming_matches_offline_on_the_official_test_split(test_split):
     1 point, and both match the card."""
     import torch
 
-    from speakerid.checkpoint import load_checkpoint, model_from_checkpoint
+    from speakerid.checkpoint import checkpoint_card, load_checkpoint, model_from_checkpoint
     from speakerid.streaming import StreamingIdentifier, TorchStep
 
     ckpt = load_checkpoint(default_model_path())
-    model, labels = model_from_checkpoint(ckpt), ckpt["labels"]
+    model, labels = model_from_checkpoint(ckpt), checkpoint_card(ckpt).labels
     assert model.config.causal, "the shipped model must stream (ModelConfig.causal)"
     offline = stream = 0
     for f in test_split:

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from speakerid.card import ModelCard  # noqa: E402
+from speakerid.checkpoint import make_checkpoint  # noqa: E402
 from speakerid.models import build_model, preset
 from speakerid.streaming import StreamingIdentifier, TorchStep
 
@@ -19,7 +21,7 @@ from export.stream_export import OnnxStep, export_stream  # noqa: E402
 def _ckpt(cfg):
     torch.manual_seed(0)
     model = build_model(cfg).eval()
-    return {"model_config": cfg.to_dict(), "model": model.state_dict(), "labels": ["a", "b", "c"]}, model
+    return make_checkpoint(model, ModelCard.build(cfg, ["a", "b", "c"])), model
 
 
 CONFIGS = {

@@ -14,9 +14,11 @@ import torch
 from _crash import count_optimizer_steps, kill_during_step
 from _synth import make_prepared, voice
 
-from speakerid.checkpoint import CheckpointError, load_checkpoint, model_from_checkpoint
+from speakerid.card import Calibration
+from speakerid.checkpoint import CheckpointError, checkpoint_card, load_checkpoint, model_from_checkpoint
 from speakerid.config import override
 from speakerid.data import PreparedDataset
+from speakerid.pipeline import enroll
 from speakerid.registry import RegistryError, SpeakerRegistry
 from speakerid.runtime import Identifier, InferenceOptions, load_engine
 from speakerid.training import TrainConfig, budget, get_config, train
@@ -80,8 +82,9 @@ def test_training_lowers_the_loss_and_writes_artifacts(trained):
     assert set(rep["per_speaker"]) == {"spk0", "spk1", "spk2"}
     assert sum(map(sum, rep["confusion"])) == rep["n_utterances"] == 6
     ck = load_checkpoint(out / "best.pt")  # weights_only=True inside
-    assert ck["labels"] == ["spk0", "spk1", "spk2"] and ck["frontend"]["crop"] == 2048
-    assert "threshold" in ck["calibration"] and ck["train_config"]["seed"] == 0
+    card = checkpoint_card(ck)
+    assert card.labels == ("spk0", "spk1", "spk2") and card.frontend.crop == 2048
+    assert card.calibration.eer is not None and ck["train_config"]["seed"] == 0
 
 
 def test_resume_after_sigkill_between_checkpoints_continues_exactly(prepared, tmp_path):
@@ -138,7 +141,7 @@ def test_cpu_bf16_autocast_training(prepared, tmp_path):
 def test_enroll_identify_and_unknown(trained, tmp_path):
     out, _ = trained
     engine = load_engine(out / "best.pt")
-    reg = SpeakerRegistry(engine.fingerprint, engine.threshold)
+    reg = SpeakerRegistry.new(engine)
     clips = []
     for k in range(3):
         p = tmp_path / f"alice_{k}.wav"
@@ -146,8 +149,8 @@ def test_enroll_identify_and_unknown(trained, tmp_path):
         clips.append(p)
     bob = tmp_path / "bob.wav"
     sf.write(bob, voice(2, 12000, seed=900), 16000)
-    reg.enroll("Alice", clips[:2], engine)
-    reg.enroll("Bob", [bob], engine)
+    enroll(reg, "Alice", clips[:2], engine)
+    enroll(reg, "Bob", [bob], engine)
     reg.save(tmp_path / "reg.json")
     ident = Identifier(engine, tmp_path / "reg.json")
     held_out = ident.identify(clips[2])
@@ -155,7 +158,7 @@ def test_enroll_identify_and_unknown(trained, tmp_path):
     # A voice never enrolled (speaker 1) is "unknown" at the threshold calibrated in training ...
     never = tmp_path / "carol.wav"
     sf.write(never, voice(1, 12000, seed=77), 16000)
-    assert reg.threshold == engine.threshold == load_checkpoint(out / "best.pt")["calibration"]["threshold"]
+    assert reg.threshold == engine.threshold == checkpoint_card(load_checkpoint(out / "best.pt")).threshold
     calibrated = ident.identify(never)
     assert calibrated.speaker == "unknown" and calibrated.score < engine.threshold, calibrated
     # ... and at a strict one.
@@ -166,7 +169,7 @@ def test_enroll_identify_and_unknown(trained, tmp_path):
 def test_registry_names_are_data_not_paths(trained, tmp_path):
     out, _ = trained
     engine = load_engine(out / "best.pt")
-    reg = SpeakerRegistry(engine.fingerprint, 0.5)
+    reg = SpeakerRegistry(engine.card.replace(calibration=Calibration(0.5)))
     emb = np.eye(16)[:1]
     assert reg.add("../x", emb) == "../x"  # stored as a JSON key, no file is created from it
     assert reg.add("  Zoë  ", emb) == "Zoë"
@@ -184,7 +187,7 @@ def test_registry_names_are_data_not_paths(trained, tmp_path):
     reg.save(tmp_path / "r.json")
     assert sorted(os.listdir(tmp_path)) == ["r.json"]
     assert SpeakerRegistry.load(tmp_path / "r.json").names == ["../x", "Zoë"]
-    other = SpeakerRegistry("0" * 16, 0.5)
+    other = SpeakerRegistry(engine.card.replace(fingerprint="0" * 16))
     with pytest.raises(RegistryError, match="enroll the speakers again"):
         other.check_model(engine)
 
@@ -304,7 +307,7 @@ def test_torchrun_two_processes_train_like_one(prepared, tmp_path):
     assert ddp.returncode == 0, ddp.stderr[-3000:]
     a = load_checkpoint(tmp_path / "one" / "last.pt")
     b = load_checkpoint(tmp_path / "two" / "last.pt")
-    assert a["step"] == b["step"] and a["labels"] == b["labels"]
+    assert a["step"] == b["step"] and checkpoint_card(a).labels == checkpoint_card(b).labels
     for ra, rb in zip(a["metrics"], b["metrics"], strict=True):
         per_epoch = ra["rank_samples_max"]  # the whole epoch on the single rank
         assert (ra["world_size"], ra["local_batch"], ra["rank_samples_min"]) == (
@@ -319,7 +322,7 @@ def test_torchrun_two_processes_train_like_one(prepared, tmp_path):
     ra = [r["train_loss"] for r in a["metrics"]]
     rb = [r["train_loss"] for r in b["metrics"]]
     np.testing.assert_allclose(ra, rb, rtol=1e-3)
-    assert PreparedDataset(prepared).speakers == b["labels"]
+    assert PreparedDataset(prepared).speakers == list(checkpoint_card(b).labels)
 
 
 def test_cli_evaluate_enroll_and_registry(trained, prepared, tmp_path):
@@ -426,7 +429,7 @@ def test_calibrated_threshold_separates_pairs_as_its_eer_says(trained, prepared,
 
     out, summary = trained
     cal = summary["calibration"]
-    assert load_checkpoint(out / "best.pt")["calibration"] == cal
+    assert checkpoint_card(load_checkpoint(out / "best.pt")).calibration == Calibration.from_dict(cal)
     assert load_engine(out / "best.pt").threshold == pytest.approx(cal["threshold"])
     model = model_from_checkpoint(out / "best.pt")
 
@@ -560,7 +563,7 @@ def test_an_unlearnable_run_is_reported_as_collapsed(prepared, tmp_path):
     assert c["collapsed"] and c["split"] == "valid" and c["reasons"], c
     assert summary["calibration"] is None
     ck = load_checkpoint(tmp_path / "lib" / "best.pt")
-    assert ck["collapse"]["collapsed"] and "calibration" not in ck
+    assert ck["collapse"]["collapsed"] and checkpoint_card(ck).calibration.eer is None  # never calibrated
     assert json.loads((tmp_path / "lib" / "summary.json").read_text())["collapse"]["collapsed"]
     args = ["--config", "fsdd-default", "--data", str(prepared), "--lr", "0", "--epochs", "1", "--crop", "2048",
             "--batch_size", "8", "--hidden", "8,8", "--dilations", "1,2", "--collapse_min_steps", "1",

@@ -19,27 +19,13 @@ from speakerid import vad
 from speakerid.audio import SAMPLE_RATE, AudioError, load_audio
 from speakerid.cli import main as cli_main
 from speakerid.identify import main as identify_main
-from speakerid.registry import SpeakerRegistry
-from speakerid.runtime import Identifier, InferenceOptions, default_model_path, load_engine
+from speakerid.registry import SpeakerRegistry, bundled_path
+from speakerid.runtime import Identifier, InferenceOptions
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SR = SAMPLE_RATE
 NOISE_60DB = 10 ** (-60 / 20)  # RMS of a -60 dBFS noise floor
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-@pytest.fixture(scope="module")
-def fsdd(shared_data) -> Path:
-    d = shared_data / "fsdd" / "recordings"
-    if not d.is_dir():
-        pytest.skip(f"FSDD recordings not found in {d}")
-    return d
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +33,6 @@ def test_clips(fsdd) -> list[Path]:
     """Two test-split recordings (numbers 0-4) of each of the 6 speakers, digits 3 and 7."""
     speakers = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
     return [fsdd / f"{d}_{s}_{i}.wav" for s in speakers for d, i in ((3, 1), (7, 2))]
-
-
-@pytest.fixture(scope="module")
-def engine():
-    return load_engine(default_model_path(), device="cpu")
 
 
 def _write_non_speech(folder: Path) -> dict[str, Path]:
@@ -145,7 +126,7 @@ def test_padding_with_silence_or_a_noise_floor_keeps_the_answer(engine, test_cli
     speech detection 250 of these 300 FSDD test clips changed answer (docs/deployment.md). Digital silence must
     never change it; a noise floor (which replaces the recording's own background, a cue this 6-voice model
     leans on) may flip at most one near-tie of the 18 here (full 300 clips: see docs/deployment.md)."""
-    reg = SpeakerRegistry.load(engine.bundled_registry_path()) if mode == "registry" else None
+    reg = SpeakerRegistry.load(bundled_path(engine)) if mode == "registry" else None
     ident = Identifier(engine, reg, InferenceOptions(mode=mode))
     rng = np.random.default_rng(1)
     changed = {"silence": [], "noise": []}

@@ -306,9 +306,7 @@ def fit(
             return
         state = adapter.state()
         obj = {
-            "format": s.checkpoint_format,
             **adapter.checkpoint_meta(),
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
             "train_config": train_config,
             "optimizer": opt.state_dict(),
             "scaler": scaler.state_dict(),
@@ -332,6 +330,13 @@ def fit(
                 "epoch_stats": [float(loss_sum), int(correct), int(seen), float(epoch_s)],
                 "task_state": _to_device(state, "cpu"),
             }
+        weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        wrap = getattr(adapter, "make_checkpoint", None)  # e.g. speaker ID: weights + model card
+        obj = (
+            wrap(weights, obj)
+            if wrap is not None
+            else {"format": s.checkpoint_format, "model": weights, **obj}
+        )
         save_atomic(obj, path)
 
     local_bs = s.batch_size // world

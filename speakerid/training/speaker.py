@@ -28,7 +28,15 @@ from tqdm import tqdm
 
 from ..audio import CROP_SAMPLES
 from ..augment import AugmentConfig, Augmenter
-from ..checkpoint import FORMAT, load_checkpoint, save_atomic
+from ..card import FrontEnd, ModelCard
+from ..checkpoint import (
+    FORMAT,
+    checkpoint_card,
+    load_checkpoint,
+    make_checkpoint,
+    save_atomic,
+    with_calibration,
+)
 from ..data import PreparedDataset, RandomCropDataset
 from ..evaluation import evaluate, plot_confusion, write_report
 from ..losses import aam_softmax
@@ -333,15 +341,15 @@ class SpeakerAdapter:
         return row.get("val_crop_top1", -row["train_loss"])
 
     def checkpoint_meta(self) -> dict:
-        return {
-            "model_config": self.mcfg.to_dict(),
-            "labels": self.labels,
-            "frontend": {"sample_rate": self.data.sample_rate, "crop": self.cfg.crop},
-            "n_parameters": self.n_parameters,
-        }
+        return {"n_parameters": self.n_parameters}
+
+    def make_checkpoint(self, weights: dict, state: dict) -> dict:
+        """The checkpoint (speakerid.checkpoint format, with its model card) of these weights and loop state."""
+        card = ModelCard.build(self.mcfg, self.labels, FrontEnd(crop=self.cfg.crop))
+        return make_checkpoint(weights, card, **state)
 
     def check_resume(self, ckpt: dict, path: Path) -> None:
-        if ckpt.get("labels") != self.labels:
+        if list(checkpoint_card(ckpt).labels) != self.labels:
             raise ValueError(f"{path} was trained on other speakers than {self.cfg.data}; not resuming")
 
     def state(self):
@@ -450,13 +458,8 @@ def train(
         )
         for p in (run / "best.pt", run / "last.pt"):
             if p.is_file():
-                ck = load_checkpoint(p)
-                ck["collapse"] = collapse
-                if cal is not None:
-                    ck["calibration"] = cal
-                else:
-                    ck.pop("calibration", None)
-                save_atomic(ck, p)
+                ck = {**load_checkpoint(p), "collapse": collapse}
+                save_atomic(with_calibration(ck, cal) if cal is not None else ck, p)
         summary["calibration"] = cal
         if data.split("test"):
             rep = evaluate(model, data, "test", cfg.crop, device=device, progress=progress)
