@@ -1,11 +1,13 @@
 """Training-step speed (forward + backward + RMSProp) of dilated RNN implementations. Prints JSON lines.
 
-    python benchmarks/train_step.py                              # CPU defaults (batch 16)
+    python benchmarks/train_step.py --device cpu                 # all configs, batch 16 and 128, fold vs port
     python benchmarks/train_step.py --device cuda --batch 128 --amp both
-    python benchmarks/train_step.py --impls fold,port,stacked --configs table3-l0-3,pixel-mnist
+    python benchmarks/train_step.py --impls fold,fold-aten,port,stacked --configs table3-l0-3,pixel-mnist
 
 Implementations (same weights shape, same model around them):
-  fold      ours: zero-copy (T,B,C)->(T/d,d*B,C) view, one cuDNN/ATen call per layer (speakerid.models.DilatedRNN)
+  fold      ours as shipped: speakerid.models.DilatedRNN with impl="auto" (the fastest measured path per device:
+            the fused CPU recurrence of speakerid.models.cpu_rnn on CPU, one cuDNN call per layer on CUDA)
+  fold-aten ours with impl="cudnn": zero-copy (T,B,C)->(T/d,d*B,C) view, one cuDNN/ATen call per layer
   triton    ours with the fused Triton kernel (speakerid.kernels; needs a CUDA GPU)
   port      the widely copied public PyTorch port: torch.cat of x[j::d] slices per layer, stack to interleave back
   reference per-timestep Python loop over cells (speakerid.models.reference_dilated_rnn); very slow
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import time
 
@@ -26,11 +29,11 @@ from torch import nn
 from speakerid.models import DilatedRNN, exponential_dilations, reference_dilated_rnn
 
 CONFIGS = {
-    # name: (T, layers, hidden, dilations, input_size, n_classes)
-    "table3-l0-3": (8192, 8, 50, exponential_dilations(8, 2, l0=3), 1, 109),
-    "table3-l0-5": (8192, 6, 50, exponential_dilations(6, 2, l0=5), 1, 109),
-    "pixel-mnist": (1024, 9, 20, exponential_dilations(9), 1, 10),
-    "copy-500": (520, 9, 10, exponential_dilations(9), 10, 10),
+    # name: (T, layers, hidden, dilations, input_size, n_classes, cell) -- the tasks' real lengths and cells
+    "table3-l0-3": (8192, 8, 50, exponential_dilations(8, 2, l0=3), 1, 109, "gru"),
+    "table3-l0-5": (8192, 6, 50, exponential_dilations(6, 2, l0=5), 1, 109, "gru"),
+    "pixel-mnist": (784, 9, 20, exponential_dilations(9), 1, 10, "gru"),
+    "copy-500": (520, 9, 10, exponential_dilations(9), 10, 8, "rnn"),
 }
 
 
@@ -66,9 +69,9 @@ class Reference(nn.Module):
 
 
 class Stacked(nn.Module):
-    def __init__(self, input_size, hidden, layers):
+    def __init__(self, input_size, hidden, layers, cell):
         super().__init__()
-        self.rnn = nn.GRU(input_size, hidden, layers, batch_first=True)
+        self.rnn = {"gru": nn.GRU, "rnn": nn.RNN}[cell](input_size, hidden, layers, batch_first=True)
 
     def forward(self, x):
         return self.rnn(x)
@@ -90,11 +93,11 @@ class Model(nn.Module):
 
 
 def build(impl: str, cfg: str) -> nn.Module:
-    T, L, H, dil, C, K = CONFIGS[cfg]
+    T, L, H, dil, C, K, cell = CONFIGS[cfg]
     if impl == "stacked":
-        return Model(Stacked(C, H, L), H, K, 1)
-    kw = {"impl": "triton"} if impl == "triton" else {}
-    body = DilatedRNN(C, H, dil, cell="gru", **kw)
+        return Model(Stacked(C, H, L, cell), H, K, 1)
+    kw = {"triton": "triton", "fold-aten": "cudnn", "port": "cudnn", "reference": "cudnn"}.get(impl, "auto")
+    body = DilatedRNN(C, H, dil, cell=cell, impl=kw)
     if impl == "port":
         body = PortDilatedRNN(body)
     elif impl == "reference":
@@ -102,8 +105,9 @@ def build(impl: str, cfg: str) -> nn.Module:
     return Model(body, H, K, dil[0])
 
 
-def measure(impl, cfg, batch, device, amp, steps, warmup) -> dict:
-    T, L, H, dil, C, K = CONFIGS[cfg]
+def make_step(impl, cfg, batch, device, amp):
+    """One training step (forward + backward + RMSProp) of ``impl`` on ``cfg``'s shapes, as a closure."""
+    T, L, H, dil, C, K, cell = CONFIGS[cfg]
     torch.manual_seed(0)
     model = build(impl, cfg).to(device)
     opt = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.9)
@@ -119,48 +123,70 @@ def measure(impl, cfg, batch, device, amp, steps, warmup) -> dict:
         scaler.scale(loss).backward()
         scaler.step(opt)
         scaler.update()
-
-    def sync():
         if device.type == "cuda":
             torch.cuda.synchronize()
 
-    for _ in range(warmup):
-        step()
-    sync()
-    times = []
-    for _ in range(steps):
-        t = time.perf_counter()
-        step()
-        sync()
-        times.append(time.perf_counter() - t)
-    ms = 1000 * sorted(times)[len(times) // 2]
-    return {
-        "bench": "train_step",
-        "config": cfg,
-        "impl": impl,
-        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        "threads": torch.get_num_threads(),
-        "amp": amp,
-        "batch": batch,
-        "T": T,
-        "layers": L,
-        "hidden": H,
-        "dilations": f"{dil[0]}..{dil[-1]}",
-        "ms_per_step": round(ms, 2),
-        "samples_per_s": round(batch / (ms / 1000), 2),
-        "steps": steps,
-        "torch": str(torch.__version__),
-        "host": platform.node(),
-    }
+    return step
+
+
+def measure(impls, cfg, batch, device, amp, steps, warmup) -> list[dict]:
+    """Time ``steps`` steps of every impl, interleaved (round k times one step of each, in rotating order), so
+    that load from other processes on a shared machine falls on all of them alike; medians per impl."""
+    T, L, H, dil, C, K, cell = CONFIGS[cfg]
+    fns = {impl: make_step(impl, cfg, batch, device, amp) for impl in impls}
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times: dict[str, list[float]] = {impl: [] for impl in impls}
+    for k in range(steps):
+        for impl in impls[k % len(impls) :] + impls[: k % len(impls)]:
+            t = time.perf_counter()
+            fns[impl]()
+            times[impl].append(time.perf_counter() - t)
+    rows = []
+    for impl in impls:
+        ms = 1000 * sorted(times[impl])[len(times[impl]) // 2]
+        rows.append(
+            {
+                "bench": "train_step",
+                "config": cfg,
+                "impl": impl,
+                "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+                "threads": torch.get_num_threads(),
+                "amp": amp,
+                "batch": batch,
+                "T": T,
+                "layers": L,
+                "hidden": H,
+                "cell": cell,
+                "dilations": f"{dil[0]}..{dil[-1]}",
+                "ms_per_step": round(ms, 2),
+                "samples_per_s": round(batch / (ms / 1000), 2),
+                "steps": steps,
+                "load_avg": _load(),
+                "torch": str(torch.__version__),
+                "host": platform.node(),
+            }
+        )
+    return rows
+
+
+def _load() -> float | None:
+    """The 1-minute load average (the machine is shared: say how busy it was)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--configs", default="table3-l0-3,table3-l0-5,pixel-mnist")
-    p.add_argument("--impls", default="fold,port,stacked", help="fold,triton,port,reference,stacked")
+    p.add_argument("--configs", default=",".join(CONFIGS))
+    p.add_argument("--impls", default="fold,port", help="fold,fold-aten,triton,port,reference,stacked")
     p.add_argument("--impl", help="alias for a single --impls value (e.g. --impl triton)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--batch", type=int, default=0, help="default: 128 on CUDA, 16 on CPU")
+    p.add_argument("--batch", default="16,128", help="comma-separated batch sizes (default 16,128)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's)")
     p.add_argument("--amp", default="off", choices=["off", "on", "both"])
     p.add_argument("--steps", type=int, default=0, help="timed steps (default 10 CUDA, 3 CPU)")
     p.add_argument("--warmup", type=int, default=1)
@@ -170,25 +196,39 @@ def main(argv=None) -> None:
         if a.device == "auto" and torch.cuda.is_available()
         else ("cpu" if a.device == "auto" else a.device)
     )
-    batch = a.batch or (128 if device.type == "cuda" else 16)
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    batches = [int(b) for b in a.batch.split(",")]
     steps = a.steps or (10 if device.type == "cuda" else 3)
     impls = [a.impl] if a.impl else a.impls.split(",")
     amps = {"off": [False], "on": [True], "both": [False, True]}[a.amp]
-    for cfg in a.configs.split(","):
-        for impl in impls:
+    for batch in batches:
+        for cfg in a.configs.split(","):
             for amp in amps:
                 try:
-                    s = 1 if impl == "reference" else steps
-                    row = measure(impl, cfg, batch, device, amp, s, 0 if impl == "reference" else a.warmup)
-                except Exception as e:  # report and go on: one impl failing must not hide the others
-                    row = {
+                    rows = measure(impls, cfg, batch, device, amp, steps, a.warmup)
+                except Exception as e:  # report and go on: one config failing must not hide the others
+                    rows = []
+                    err = {
                         "bench": "train_step",
                         "config": cfg,
-                        "impl": impl,
+                        "batch": batch,
                         "amp": amp,
                         "error": str(e)[:300],
                     }
-                print(json.dumps(row), flush=True)
+                    print(json.dumps(err), flush=True)
+                by_impl = {r["impl"]: r for r in rows}
+                for r in rows:
+                    print(json.dumps(r), flush=True)
+                if (
+                    "fold" in by_impl and "port" in by_impl
+                ):  # our fold vs the public port, same run, interleaved
+                    ratio = by_impl["port"]["ms_per_step"] / by_impl["fold"]["ms_per_step"]
+                    out = {"bench": "train_step_ratio", "config": cfg, "batch": batch, "amp": amp}
+                    print(
+                        json.dumps({**out, "fold_over_port": round(ratio, 2), "load_avg": _load()}),
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

@@ -43,7 +43,7 @@ def test_fold_equals_per_timestep_loop(cell, hidden, dilations, B, T):
     for name, g, r in zip(names, grads, ref_grads):
         torch.testing.assert_close(g, r, rtol=1e-5, atol=1e-10, msg=f"gradient of {name} differs")
 
-    # Final states: state[l][j] is the state at time Tp - d + j (the last d steps, in time order).
+    # Final states: state[l][j] is the state at time T - d + j (the last d steps, in time order).
     assert len(states) == len(dilations)
     for s, d, h in zip(states, dilations, model.hidden_sizes):
         hs = s[0] if cell == "lstm" else s
@@ -53,10 +53,60 @@ def test_fold_equals_per_timestep_loop(cell, hidden, dilations, B, T):
     torch.testing.assert_close(last[-1], out[:, -1])  # the newest state is the last output
     if T >= d:
         torch.testing.assert_close(last.transpose(0, 1), out[:, T - d :])
+    for layer, s in enumerate(states):  # every layer's states, LSTM cell states included, vs the reference
+        ref_h, ref_c = reference_states(model, x, layer)
+        hs, cs = s if cell == "lstm" else (s, None)
+        torch.testing.assert_close(hs, ref_h, rtol=1e-5, atol=1e-10)
+        if cs is not None:
+            torch.testing.assert_close(cs, ref_c, rtol=1e-5, atol=1e-10)
+    no_states = model(x, need_states=False)
+    assert no_states[1] is None
+    torch.testing.assert_close(no_states[0], out)
+
+
+def reference_states(model, x, layer):
+    """Per-timestep states (h, c) of ``layer`` at times T-d .. T-1 (zeros before 0), by the reference loop."""
+    sub = DilatedRNN(
+        model.input_size, model.hidden_sizes[: layer + 1], model.dilations[: layer + 1], model.cell
+    )
+    sub = sub.to(x.dtype)
+    sub.load_state_dict({k: v for k, v in model.state_dict().items() if int(k.split(".")[1]) <= layer})
+    h = reference_dilated_rnn(sub, x)  # (B, T, H)
+    d = model.dilations[layer]
+    h = torch.cat([h.new_zeros(h.shape[0], d, h.shape[2]), h], 1)[:, -d:].transpose(0, 1)  # (d, B, H)
+    c = None
+    if model.cell == "lstm":  # the cell state: rerun the last layer's loop by hand from its input
+        below = reference_dilated_rnn(sub_below(model, layer, x.dtype), x) if layer else x
+        c = reference_lstm_cells(model.layers[layer], below, d)
+    return h, c
+
+
+def sub_below(model, layer, dtype):
+    sub = DilatedRNN(model.input_size, model.hidden_sizes[:layer], model.dilations[:layer], model.cell).to(
+        dtype
+    )
+    sub.load_state_dict({k: v for k, v in model.state_dict().items() if int(k.split(".")[1]) < layer})
+    return sub
+
+
+def reference_lstm_cells(rnn, x, d):
+    """(B, T, C) -> LSTM cell states at times T-d .. T-1 as (d, B, H), one step at a time."""
+    B, T, _ = x.shape
+    H = rnn.hidden_size
+    hs, cs = [], []
+    zeros = x.new_zeros(B, H)
+    for t in range(T):
+        h_prev, c_prev = (hs[t - d], cs[t - d]) if t >= d else (zeros, zeros)
+        g = x[:, t] @ rnn.weight_ih_l0.T + rnn.bias_ih_l0 + h_prev @ rnn.weight_hh_l0.T + rnn.bias_hh_l0
+        i_, f_, g_, o_ = g.chunk(4, dim=1)
+        c = torch.sigmoid(f_) * c_prev + torch.sigmoid(i_) * torch.tanh(g_)
+        hs.append(torch.sigmoid(o_) * torch.tanh(c))
+        cs.append(c)
+    return torch.stack([zeros] * d + cs, 0)[-d:]
 
 
 def test_fold_is_one_rnn_call_per_layer():
-    model = DilatedRNN(1, 4, [1, 2, 4, 8], cell="gru")
+    model = DilatedRNN(1, 4, [1, 2, 4, 8], cell="gru", impl="cudnn")
     calls = []
     for layer in model.layers:
         layer.register_forward_hook(lambda m, i, o: calls.append(tuple(i[0].shape)))
@@ -65,16 +115,49 @@ def test_fold_is_one_rnn_call_per_layer():
     assert calls == [(32, 2, 1), (16, 4, 4), (8, 8, 4), (4, 16, 4)]
 
 
-def test_carried_states_continue_the_sequence():
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cuts", [[12], [10], [5, 6, 7], [1, 2, 3, 13], [23]])
+def test_carried_states_continue_the_sequence(cell, cuts):
+    """Chunks of any length (also shorter than the largest dilation) continue the sequence exactly."""
     torch.manual_seed(1)
-    model = DilatedRNN(2, [4, 3], [2, 4], cell="lstm")
-    x = torch.randn(3, 24, 2)
-    full, _ = model(x)
-    a, sa = model(x[:, :12])
-    b, _ = model(x[:, 12:], hx=sa)
-    torch.testing.assert_close(torch.cat([a, b], 1), full)
-    with pytest.raises(ValueError, match="multiple of 4"):
-        model(x[:, :10], hx=sa)
+    model = DilatedRNN(2, [4, 3, 2], [2, 4, 8], cell=cell).double()
+    x = torch.randn(3, 24, 2, dtype=torch.float64)
+    full, full_states = model(x)
+    outs, state, start = [], None, 0
+    for end in [*cuts, 24]:
+        o, state = model(x[:, start:end], hx=state)
+        outs.append(o)
+        start = end
+    torch.testing.assert_close(torch.cat(outs, 1), full)
+    for a, b in zip(state, full_states):
+        torch.testing.assert_close(a, b)
+    with pytest.raises(ValueError, match="one state per layer"):
+        model(x, hx=state[:2])
+
+
+def test_outputs_unchanged_when_T_is_a_multiple_of_every_dilation():
+    """Per-layer right padding only changes the outputs where the old whole-input left padding was nonzero."""
+    torch.manual_seed(5)
+    model = DilatedRNN(2, 3, [1, 2, 4, 8], cell="gru").double()
+    x = torch.randn(2, 13, 2, dtype=torch.float64)
+    old = model(torch.nn.functional.pad(x, (0, 0, 3, 0)))[0][:, 3:]  # the old definition: left-pad to 16
+    new = model(x)[0]
+    assert not torch.allclose(old, new)  # the first real steps no longer see states left by the padding
+    torch.testing.assert_close(model(x[:, :8])[0], new[:, :8])  # causal: a prefix gives the same outputs
+
+
+def test_each_layer_pads_to_its_own_dilation():
+    model = DilatedRNN(1, 4, [1, 2, 4, 8], cell="gru", impl="cudnn")
+    calls = []
+    for layer in model.layers:
+        layer.register_forward_hook(lambda m, i, o: calls.append(tuple(i[0].shape)))
+    model(torch.randn(2, 13, 1))
+    assert calls == [
+        (13, 2, 1),
+        (7, 4, 4),
+        (4, 8, 4),
+        (2, 16, 4),
+    ]  # 13 -> 14, 16, 16 steps; not 16 everywhere
 
 
 def test_time_major_matches_batch_first():
@@ -209,3 +292,87 @@ def test_answers_do_not_depend_on_recording_level(name):
         ref = model(x)
         for gain_db in (-12.0, 6.0):
             torch.testing.assert_close(model(x * 10 ** (gain_db / 20)), ref, rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn", "lstm"])
+def test_fused_cpu_path_equals_aten(cell):
+    """impl="cpu" (speakerid.models.cpu_rnn; LSTM falls back to ATen) = impl="cudnn": outputs, states, gradients."""
+    torch.manual_seed(6)
+    a = DilatedRNN(3, [5, 4, 6], [1, 3, 4], cell=cell, impl="cudnn").double()
+    b = DilatedRNN(3, [5, 4, 6], [1, 3, 4], cell=cell, impl="cpu").double()
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 14, 3, dtype=torch.float64, requires_grad=True)
+    hx = [torch.randn(d, 2, h, dtype=torch.float64) for d, h in zip(a.dilations, a.hidden_sizes)]
+    if cell == "lstm":
+        hx = [(h, torch.randn_like(h)) for h in hx]
+    (oa, sa), (ob, sb) = a(x, hx), b(x, hx)
+    torch.testing.assert_close(oa, ob)
+    for u, v in zip(sa, sb):
+        torch.testing.assert_close(u, v)
+    w = torch.randn_like(oa)
+    ga = torch.autograd.grad((oa * w).sum(), [x, *a.parameters()])
+    gb = torch.autograd.grad((ob * w).sum(), [x, *b.parameters()])
+    for u, v in zip(ga, gb):
+        torch.testing.assert_close(u, v)
+
+
+@pytest.mark.parametrize("cls", [torch.nn.GRU, torch.nn.RNN])
+def test_fused_cpu_layer_matches_the_module_incl_state_gradients(cls):
+    from speakerid.models.cpu_rnn import cpu_layer_forward
+
+    torch.manual_seed(7)
+    layer = cls(3, 5).double()
+    for T in (1, 2, 9):
+        x = torch.randn(T, 4, 3, dtype=torch.float64, requires_grad=True)
+        h0 = torch.randn(1, 4, 5, dtype=torch.float64, requires_grad=True)
+        (a, ha), (b, hb) = layer(x, h0), cpu_layer_forward(layer, x, h0)
+        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(ha, hb)
+        w, wh = torch.randn_like(a), torch.randn_like(ha)
+        params = [x, h0, *layer.parameters()]
+        ga = torch.autograd.grad((a * w).sum() + (ha * wh).sum(), params)
+        gb = torch.autograd.grad((b * w).sum() + (hb * wh).sum(), params)
+        for u, v in zip(ga, gb):
+            torch.testing.assert_close(u, v)
+    assert torch.autograd.gradcheck(lambda x, h0: cpu_layer_forward(layer, x, h0)[0], (x, h0))
+    with pytest.raises(ValueError, match="one-layer GRU / tanh RNN"):
+        cpu_layer_forward(torch.nn.RNN(3, 5, nonlinearity="relu"), x.detach())
+
+
+def test_auto_takes_the_fused_cpu_path_only_for_small_steps():
+    from speakerid.models import cpu_rnn
+
+    small, big = torch.nn.GRU(4, 20), torch.nn.GRU(4, 50)
+    assert cpu_rnn.faster_than_aten(small, 16) and cpu_rnn.faster_than_aten(big, 128)
+    assert not cpu_rnn.faster_than_aten(small, 4096) and not cpu_rnn.faster_than_aten(torch.nn.LSTM(4, 5), 1)
+    torch.manual_seed(8)
+    auto = DilatedRNN(2, 20, [1, 1024], cell="gru")  # layer 2 runs 1024 * B sequences: ATen
+    aten = DilatedRNN(2, 20, [1, 1024], cell="gru", impl="cudnn")
+    aten.load_state_dict(auto.state_dict())
+    x = torch.randn(2, 2050, 2)
+    torch.testing.assert_close(auto(x)[0], aten(x)[0])
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_legacy_period_padding_keeps_the_old_definition(cell):
+    """padding="period" (checkpoints saved before the key existed) = left-pad the input to a multiple of the period."""
+    torch.manual_seed(9)
+    model = DilatedRNN(2, 3, [1, 2, 4, 8], cell=cell, padding="period").double()
+    x = torch.randn(2, 13, 2, dtype=torch.float64)
+    out, _ = model(x)
+    torch.testing.assert_close(out, reference_dilated_rnn(model, x))
+    model.padding = "layer"
+    torch.testing.assert_close(out, model(torch.nn.functional.pad(x, (0, 0, 3, 0)))[0][:, 3:])
+    model.padding = "period"
+    with pytest.raises(ValueError, match="multiple of 8"):
+        model(x, hx=model(x[:, :8])[1])
+
+
+def test_model_configs_saved_without_padding_load_with_the_old_definition():
+    from speakerid.models import ModelConfig
+
+    cfg = preset("dilated-gru-l0-3", n_classes=5)
+    assert cfg.padding == "layer" and build_model(cfg).body.padding == "layer"
+    legacy = {k: v for k, v in cfg.to_dict().items() if k != "padding"}
+    assert ModelConfig.from_dict(legacy).padding == "period"
+    assert build_model(legacy).body.padding == "period"

@@ -61,6 +61,9 @@ class ModelConfig:
     readout: str = "fusion"
     kernel_size: int = 2  # arch="cnn"
     dropout: float = 0.0
+    # DilatedRNN padding: "layer" (per layer, eq. 1 exactly) or "period" (whole input left-padded to a multiple
+    # of the largest dilation: the definition before 2026-12; configs saved without this key load as "period")
+    padding: str = "layer"
     name: str = ""
     # Streaming: causal front-end (CausalMFCC / CausalRaw: running level instead of per-clip statistics, so
     # ``normalize`` is not used) and the chunkable forward of models/causal.py (no left padding).
@@ -102,7 +105,7 @@ class ModelConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown ModelConfig keys: {unknown}")
-        return cls(**d)
+        return cls(**{"padding": "period", **d})  # saved before the key existed: trained with "period"
 
 
 class DilatedCNN(nn.Module):
@@ -121,7 +124,8 @@ class DilatedCNN(nn.Module):
         )
         self.output_size = sizes[-1]
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, None]:
+    def forward(self, x: torch.Tensor, need_states: bool = False) -> tuple[torch.Tensor, None]:
+        """(B, T, C) -> ((B, T, H), None): no carried state (``need_states`` only mirrors ``DilatedRNN``)."""
         x = x.transpose(1, 2)  # (B, T, C) -> (B, C, T)
         for conv, d in zip(self.convs, self.dilations):
             x = torch.relu(conv(F.pad(x, ((self.kernel_size - 1) * d, 0))))  # causal: pad left only
@@ -149,7 +153,9 @@ class SequenceClassifier(nn.Module):
         # Frame-wise LayerNorm keeps MFCC magnitudes (c0 ~ -300) in the GRU's working range.
         self.mfcc_norm = nn.LayerNorm(c.n_mfcc) if c.frontend == "mfcc" else None
         if c.arch == "rnn":
-            self.body = DilatedRNN(c.input_size, c.hidden, c.dilations, cell=c.cell, dropout=c.dropout)
+            self.body = DilatedRNN(
+                c.input_size, c.hidden, c.dilations, cell=c.cell, dropout=c.dropout, padding=c.padding
+            )
         else:
             self.body = DilatedCNN(c.input_size, c.hidden, c.dilations, c.kernel_size)
         f = c.fusion_width if c.readout in ("fusion", "mean-fusion") else 1
@@ -233,7 +239,7 @@ class SequenceClassifier(nn.Module):
         if self.config.causal:
             steps, _ = self.stream(x)  # (B, S, D)
             return steps.mean(1) if self.config.readout == "mean" else steps[:, -1]
-        out, _ = self.body(self.frontend(x))  # (B, T', H)
+        out, _ = self.body(self.frontend(x), need_states=False)  # (B, T', H)
         if self.config.readout == "mean" or (self.fusion is None and self.config.readout == "mean-fusion"):
             return out.mean(1)  # (B, T', H) -> (B, H)
         f = self.config.fusion_width

@@ -1,6 +1,6 @@
 """The (generalized) Dilated RNN of Chang et al. (NeurIPS 2017), section 2.
 
-Dim legend: B batch, T input steps, Tp = T padded to a multiple of the largest dilation, d a layer's dilation,
+Dim legend: B batch, T input steps, d a layer's dilation, Tp = T right-padded to a multiple of d,
 C input features, H hidden size (per layer), L layers.
 
 A layer with dilation d computes c_t = f(x_t, c_{t-d}) (eq. 1): d independent ordinary RNNs, one per
@@ -12,9 +12,18 @@ is exactly that fold, without a copy, so each layer is ONE call of the ordinary 
 sequences of Tp/d steps. Reshaping back is free as well. There is no per-timestep Python loop and no
 ``torch.cat`` of slices.
 
-Padding: the input is left-padded with zeros up to a multiple of the largest dilation, so the last step is a
-real sample (classification reads the last step). The padded steps are part of the model's definition: the
-per-timestep reference in ``reference_dilated_rnn`` pads the same way.
+Padding is per layer (the authors' TensorFlow code does the same): a layer with dilation d right-pads its input
+with (-T) % d zero steps, runs, and drops the padded outputs. Padding after the last real step can never reach a
+real step (the recurrence is causal), so the outputs on the real steps are exactly eq. 1 with c_t = 0 for t < 0,
+for every T, and no layer runs on padding beyond its own dilation. (Until 2026-12 the whole input was left-padded
+to a multiple of the largest dilation: 520 copy-memory steps ran as 768 in every layer and the first real steps
+saw the states left by the padding. Outputs are unchanged when T is a multiple of every dilation; models trained
+with the old definition keep it with ``padding="period"``.)
+
+State layout (``hx`` and the returned states): one entry per layer, shape (d, B, H_l) (LSTM: a tuple (h, c));
+entry ``[j]`` is the state at time T - d + j, i.e. the newest state of the subsequence that the next chunk's
+step j continues (time T + j depends on time T + j - d). States before the start are zeros. Feeding the states
+back as ``hx`` continues the sequence exactly, for any chunk length.
 """
 
 from __future__ import annotations
@@ -27,11 +36,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..theory import exponential_dilations
+from . import cpu_rnn
 
-__all__ = ["DilatedRNN", "exponential_dilations", "reference_dilated_rnn", "CELLS"]
+__all__ = ["DilatedRNN", "exponential_dilations", "reference_dilated_rnn", "CELLS", "PADDINGS"]
 
 CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-IMPLS = ("auto", "cudnn", "triton")
+IMPLS = ("auto", "cudnn", "cpu", "triton")
+PADDINGS = ("layer", "period")
 
 
 class DilatedRNN(nn.Module):
@@ -44,15 +55,22 @@ class DilatedRNN(nn.Module):
         cell: ``"rnn"`` (tanh), ``"lstm"`` or ``"gru"``.
         batch_first: input/output are (B, T, .) if True (default), else (T, B, .).
         dropout: dropout between layers (not after the last), as in ``nn.GRU``.
-        impl: recurrence backend per layer: ``"cudnn"`` (the module's own cuDNN/ATen call), ``"triton"`` (the
-            fused kernels of ``speakerid.kernels``; GRU, tanh RNN, LSTM) or ``"auto"`` (currently always
-            cuDNN: the Triton kernels have not been measured on a GPU yet). Read at forward time.
+        impl: recurrence backend per layer: ``"cudnn"`` (the module's own cuDNN/ATen call), ``"cpu"`` (the
+            fused CPU recurrence of ``speakerid.models.cpu_rnn``; GRU and tanh RNN, other layers use ATen),
+            ``"triton"`` (the fused GPU kernels of ``speakerid.kernels``; GRU, tanh RNN, LSTM) or ``"auto"``:
+            the fastest measured path per device and layer (benchmarks/train_step.py): on CPU the fused
+            recurrence for layers with small steps (``cpu_rnn.faster_than_aten``) and ATen for the others,
+            cuDNN on CUDA (the Triton kernels have not been measured on a GPU yet). Read at forward time;
+            tracing and ONNX export always take the ATen call, which exports as one ONNX RNN node per layer.
+        padding: ``"layer"`` (each layer right-pads to its own dilation: eq. 1 exactly; see the module docstring)
+            or ``"period"``, the definition used until 2026-12 and by checkpoints trained with it: the whole input
+            is left-padded with zeros to a multiple of ``period`` first (``hx`` then needs T to be a multiple).
 
     Shape:
         x: (B, T, C) -> outputs (B, T, H_last), states: a list with one entry per layer of shape (d, B, H_l)
         (LSTM: a tuple (h, c) of such tensors). Entry ``states[l][j]`` is the state at time T - d + j, i.e. the
         final state of the subsequence that ends there; feeding ``states`` back as ``hx`` continues the
-        sequence exactly when T is a multiple of the largest dilation.
+        sequence exactly, for any T.
     """
 
     def __init__(
@@ -64,11 +82,15 @@ class DilatedRNN(nn.Module):
         batch_first: bool = True,
         dropout: float = 0.0,
         impl: str = "auto",
+        padding: str = "layer",
     ):
         super().__init__()
         if impl not in IMPLS:
             raise ValueError(f"impl must be one of {IMPLS}, got {impl!r}")
+        if padding not in PADDINGS:
+            raise ValueError(f"padding must be one of {PADDINGS}, got {padding!r}")
         self.impl = impl
+        self.padding = padding
         dilations = [int(d) for d in dilations]
         if not dilations or any(d < 1 for d in dilations):
             raise ValueError(f"dilations must be a non-empty list of positive ints, got {dilations}")
@@ -82,7 +104,7 @@ class DilatedRNN(nn.Module):
         self.dilations = dilations
         self.cell = cell
         self.batch_first = batch_first
-        self.period = math.lcm(*dilations)  # pad T to a multiple of this (= max dilation for M^l lists)
+        self.period = math.lcm(*dilations)  # the fold's period (= max dilation for M^l lists)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else None
         sizes = [input_size, *hidden]
         self.layers = nn.ModuleList(CELLS[cell](sizes[i], sizes[i + 1]) for i in range(len(dilations)))
@@ -91,43 +113,137 @@ class DilatedRNN(nn.Module):
     def output_size(self) -> int:
         return self.hidden_sizes[-1]
 
-    def forward(self, x: torch.Tensor, hx: list | None = None) -> tuple[torch.Tensor, list]:
-        """(B, T, C) -> ((B, T, H_last), [per-layer final states (d, B, H_l)])."""
+    def forward(
+        self, x: torch.Tensor, hx: list | None = None, need_states: bool = True
+    ) -> tuple[torch.Tensor, list | None]:
+        """(B, T, C) -> ((B, T, H_last), [per-layer states (d, B, H_l)], see the module docstring).
+
+        ``need_states=False`` returns None for the states (inference and ONNX export: one RNN call per layer
+        for every cell; an LSTM layer whose T is not a multiple of d otherwise takes a second, one-row call to
+        get its cell state at the last real step).
+        """
         if x.dim() != 3 or x.shape[-1] != self.input_size:
             raise ValueError(f"expected input (B, T, {self.input_size}), got shape {tuple(x.shape)}")
+        if hx is not None and len(hx) != len(self.layers):
+            raise ValueError(f"hx must hold one state per layer ({len(self.layers)}), got {len(hx)}")
         if self.batch_first:
             x = x.transpose(0, 1)  # (B, T, C) -> (T, B, C)
-        T, B = x.shape[0], x.shape[1]
-        pad = (-T) % self.period
-        if hx is not None and pad:
-            raise ValueError(f"carrying states (hx) needs T to be a multiple of {self.period}; got T={T}")
-        if pad:
-            x = F.pad(x, (0, 0, 0, 0, pad, 0))  # left-pad time: (T, B, C) -> (Tp, B, C)
         x = x.contiguous()
-        Tp = T + pad
-        states = []
-        layer_call = _triton_layer_call() if self.impl == "triton" else None  # "auto" -> cuDNN for now
+        lead = 0
+        if self.padding == "period":
+            lead = (-x.shape[0]) % self.period
+            if hx is not None and lead:
+                raise ValueError(
+                    f"carrying states (hx) needs T to be a multiple of {self.period}; got {x.shape[0]}"
+                )
+            x = F.pad(
+                x, (0, 0, 0, 0, lead, 0)
+            )  # left-pad time: (T, B, C) -> (Tp, B, C); a pad of 0 is a no-op
+        T, B = x.shape[0], x.shape[1]
+        states = [] if need_states else None
+        layer_call = _layer_call(self.impl, x.device)
         for i, (rnn, d) in enumerate(zip(self.layers, self.dilations)):
             if i > 0 and self.dropout is not None:
                 x = self.dropout(x)
-            folded = x.reshape(Tp // d, d * B, x.shape[-1])  # (Tp, B, C) -> (Tp/d, d*B, C), no copy
-            h0 = None
-            if hx is not None:
-                h0 = _fold_state(hx[i], d, B)
-            if layer_call is not None:
-                out, hn = layer_call(rnn, folded, h0)  # fused Triton kernel: (Tp/d, d*B, H)
+            h0 = None if hx is None else _fold_state(hx[i], d, B)
+            if self.cell == "lstm" and need_states and T % d:
+                y, state = _lstm_layer_split(layer_call, rnn, x, h0, d)
             else:
-                out, hn = rnn(folded, h0)  # one cuDNN/ATen call: (Tp/d, d*B, H)
-            x = out.reshape(Tp, B, out.shape[-1])  # (Tp/d, d*B, H) -> (Tp, B, H), no copy
-            states.append(_unfold_state(hn, d, B))
-        if pad:
-            x = x[pad:]
+                y, hn = _layer(layer_call, rnn, x, h0, d)
+                state = None if not need_states else _last_states(y, hn, hx, i, d)
+            if need_states:
+                states.append(state)
+            x = y
+        if self.padding == "period":
+            x = x[lead:]  # (Tp, B, H) -> (T, B, H)
         if self.batch_first:
             x = x.transpose(0, 1)  # (T, B, H) -> (B, T, H)
         return x, states
 
     def extra_repr(self) -> str:
         return f"cell={self.cell}, dilations={self.dilations}, hidden={self.hidden_sizes}"
+
+
+def _layer(layer_call, rnn, x: torch.Tensor, h0, d: int):
+    """One dilated layer as ONE RNN call: (T, B, C) -> ((T, B, H), final states of the folded call)."""
+    T, B = x.shape[0], x.shape[1]
+    if d == 1:
+        return layer_call(rnn, x, h0)
+    pad = (-T) % d  # always applied (a pad of 0 is a no-op): no length-dependent branch in traced graphs
+    xp = F.pad(x, (0, 0, 0, 0, 0, pad))  # right-pad time: (T, B, C) -> (Tp, B, C)
+    folded = xp.reshape(xp.shape[0] // d, d * B, x.shape[-1])  # (Tp, B, C) -> (Tp/d, d*B, C), no copy
+    out, hn = layer_call(rnn, folded, h0)  # (Tp/d, d*B, H)
+    return out.reshape(-1, B, out.shape[-1])[:T], hn  # (Tp/d, d*B, H) -> (Tp, B, H) -> (T, B, H)
+
+
+def _last_states(y: torch.Tensor, hn, hx, i: int, d: int):
+    """GRU/RNN (h = output), or LSTM with d | T: the states at times T-d .. T-1 as (d, B, H)."""
+    T, B = y.shape[0], y.shape[1]
+    if isinstance(hn, tuple):  # LSTM, T a multiple of d: the folded call's final states are already in order
+        return _unfold_state(hn, d, B)
+    if T >= d:
+        return y[T - d :]  # (d, B, H)
+    prev = hx[i] if hx is not None else y.new_zeros(d, B, y.shape[-1])  # states before this chunk
+    return torch.cat([prev, y])[-d:]  # (d + T, B, H) -> (d, B, H)
+
+
+def _lstm_layer_split(layer_call, rnn, x: torch.Tensor, h0, d: int):
+    """LSTM layer with T % d = r != 0, with exact final (h, c): full rows in one call, the last r steps in another.
+
+    (T, B, C) -> ((T, B, H), (h, c) each (d, B, H) in the state layout of the module docstring).
+    """
+    T, B, C = x.shape
+    q, r = divmod(T, d)
+    H = rnn.hidden_size
+    if q:
+        out1, (h1, c1) = layer_call(rnn, x[: q * d].reshape(q, d * B, C), h0)  # (q, d*B, H)
+        y1 = out1.reshape(q * d, B, H)
+    else:
+        zeros = x.new_zeros(1, d * B, H)
+        h1, c1 = h0 if h0 is not None else (zeros, zeros)
+        y1 = x.new_zeros(0, B, H)
+    s1 = (h1[:, r * B :], c1[:, r * B :])  # subsequences r..d-1 end in the full rows
+    out2, (h2, c2) = layer_call(rnn, x[q * d :].reshape(1, r * B, C), (h1[:, : r * B], c1[:, : r * B]))
+    y = torch.cat([y1, out2.reshape(r, B, H)])  # (T, B, H)
+    # Time T-d+j belongs to subsequence (r + j) % d: j < d-r -> s1 column r+j, j >= d-r -> s2 column j-(d-r).
+    state = tuple(torch.cat([a, b], 1).reshape(d, B, H) for a, b in zip(s1, (h2, c2)))
+    return y, state
+
+
+def _layer_call(impl: str, device: torch.device):
+    """The per-layer recurrence for ``impl`` on ``device`` (see ``DilatedRNN``'s ``impl``)."""
+    if impl == "triton":
+        return _triton_layer_call()
+    if device.type == "cpu" and not _exporting():
+        if impl == "cpu":
+            return _cpu_layer_call
+        if impl == "auto":
+            return _auto_cpu_layer_call
+    return _aten_layer_call
+
+
+def _auto_cpu_layer_call(rnn, x, h0):
+    """The fused CPU recurrence where it is the faster path (small steps: ``cpu_rnn.faster_than_aten``)."""
+    if cpu_rnn.faster_than_aten(rnn, x.shape[1]):
+        return cpu_rnn.cpu_layer_forward(rnn, x, h0)
+    return rnn(x, h0)
+
+
+def _exporting() -> bool:
+    """Tracing or ONNX export: the graph needs the ATen RNN ops (one ONNX GRU/RNN/LSTM node per layer)."""
+    return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+
+
+def _cpu_layer_call(rnn, x, h0):
+    """The fused CPU recurrence where it applies (GRU, tanh RNN), else the ATen call."""
+    if cpu_rnn.supports(rnn) and x.device.type == "cpu":
+        return cpu_rnn.cpu_layer_forward(rnn, x, h0)
+    return rnn(x, h0)
+
+
+def _aten_layer_call(rnn, x, h0):
+    """The module's own cuDNN/ATen call: (T', N, C) -> ((T', N, H), final state(s) (1, N, H))."""
+    return rnn(x, h0)
 
 
 def _triton_layer_call():
@@ -154,13 +270,13 @@ def _fold_state(s, d: int, B: int):
 def reference_dilated_rnn(model: DilatedRNN, x: torch.Tensor) -> torch.Tensor:
     """Straightforward per-timestep evaluation of ``model`` (for tests): (B, T, C) -> (B, T, H_last).
 
-    Uses the layers' own weights one cell step at a time with c_t = f(x_t, c_{t-d}), c_{t<0} = 0, over the
-    same left-padded sequence. Slow by design; it exists to check the fold.
+    Uses the layers' own weights one cell step at a time with c_t = f(x_t, c_{t-d}), c_{t<0} = 0 (eq. 1, no
+    padding). Slow by design; it exists to check the fold.
     """
     assert model.batch_first, "reference expects batch_first=True"
+    lead = (-x.shape[1]) % model.period if model.padding == "period" else 0
+    x = F.pad(x, (0, 0, lead, 0))  # "period": the legacy whole-input left padding
     B, T, _ = x.shape
-    pad = (-T) % model.period
-    x = F.pad(x, (0, 0, pad, 0))  # (B, Tp, C)
     seq = list(x.unbind(1))
     for rnn, d in zip(model.layers, model.dilations):
         H = rnn.hidden_size
@@ -188,4 +304,4 @@ def reference_dilated_rnn(model: DilatedRNN, x: torch.Tensor) -> torch.Tensor:
             hs.append(h)
             out.append(h)
         seq = out
-    return torch.stack(seq, 1)[:, pad:]
+    return torch.stack(seq, 1)[:, lead:]

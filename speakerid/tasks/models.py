@@ -8,8 +8,8 @@ K output classes per step (8 for copy memory, 50 for PTB).
   carries the recurrent state across BPTT chunks. One-hot inputs match the paper's parameter counts (table 2:
   a 1k-unit GRU on 50 one-hot symbols has 3.19 M parameters).
 - ``mnist_classifier``: the library's ``SequenceClassifier`` on (B, 784, 1) pixels, last-step readout (table 1).
-- ``init_weights_``: ``"default"`` keeps PyTorch's initialisation (what we train with); ``"normal"`` is the
-  paper's "all weight matrices from the standard normal distribution" (biases and the fusion conv untouched).
+- ``init_weights_`` (from ``speakerid.models.init``): ``"default"`` (PyTorch), ``"normal"`` (the paper's text) or
+  ``"tf"`` (the authors' TensorFlow code).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models import DilatedCNN, DilatedRNN, ModelConfig, SequenceClassifier
-from ..training.loop import INITS, init_weights_  # the one init, shared with speaker ID
+from ..models.init import INITS, init_weights_
 
 __all__ = ["StepwiseModel", "detach_state", "mnist_classifier", "init_weights_", "INITS"]
 
@@ -40,8 +40,7 @@ class StepwiseModel(nn.Module):
 
     Shape:
         ``forward(x (B, T) int64, state=None) -> (logits (B, T, K), state)``; ``state`` is the DilatedRNN's
-        per-layer final states (None for the CNN). Passing it back continues the sequence when T is a multiple
-        of ``period`` (the largest dilation for M^l lists).
+        per-layer final states (None for the CNN). Passing it back continues the sequence exactly (any T).
     """
 
     def __init__(

@@ -33,6 +33,8 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..checkpoint import CheckpointError, safe_load, save_atomic
+from ..models.init import INITS, init_weights_  # the one init (default | normal | tf), re-exported
+from ..optim import TFRMSprop
 
 __all__ = [
     "LoopSettings",
@@ -128,21 +130,6 @@ class LoopResult:
 # --------------------------------------------------------------------------------------------------------------
 # Building blocks (used by fit; public so benchmarks can time the real step)
 
-INITS = ("default", "normal")
-
-
-def init_weights_(model: nn.Module, scheme: str = "default") -> nn.Module:
-    """Re-initialise in place. ``"default"``: PyTorch's (trains stably); ``"normal"``: the paper's N(0, 1) for
-    every weight matrix (dim >= 2) except the readout's fusion conv."""
-    if scheme not in INITS:
-        raise ValueError(f"init must be one of {INITS}, got {scheme!r}")
-    if scheme == "normal":
-        with torch.no_grad():
-            for name, p in model.named_parameters():
-                if p.dim() >= 2 and "fusion" not in name:
-                    p.normal_(0.0, 1.0)
-    return model
-
 
 def _rmsprop(params, s: LoopSettings):
     return torch.optim.RMSprop(params, lr=s.lr, alpha=s.rms_alpha, weight_decay=s.weight_decay)
@@ -152,8 +139,12 @@ def _adam(params, s: LoopSettings):
     return torch.optim.AdamW(params, lr=s.lr, weight_decay=s.weight_decay)
 
 
+def _rmsprop_tf(params, s: LoopSettings):  # TF 1.x semantics, what the paper's code ran (speakerid.optim)
+    return TFRMSprop(params, lr=s.lr, decay=s.rms_alpha)
+
+
 # name -> factory(params, settings). Add an optimizer here and every task can use it (--optimizer NAME).
-OPTIMIZERS: dict[str, Callable] = {"rmsprop": _rmsprop, "adam": _adam}
+OPTIMIZERS: dict[str, Callable] = {"rmsprop": _rmsprop, "rmsprop-tf": _rmsprop_tf, "adam": _adam}
 
 
 def make_optimizer(s: LoopSettings, params) -> torch.optim.Optimizer:
