@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from speakerid import config
 from speakerid.atomic import write_atomic
 from speakerid.audio import AudioError
 from speakerid.evaluation import equal_error_rate
@@ -170,7 +171,8 @@ def fold_view(prepared: Path, keep: list[str], out: Path) -> Path:
 def train_fold(data: Path, run: Path, overrides: dict) -> Path:
     from speakerid.training import get_config, train
 
-    cfg = dataclasses.replace(get_config("embed"), data=str(data), out=str(run), name=run.name, **overrides)
+    cfg = dataclasses.replace(get_config("embed"), data=str(data), out=str(run), name=run.name)
+    cfg = config.override(cfg, overrides)  # unknown keys and wrong types are refused (speakerid.config)
     if not (run / "summary.json").is_file():
         train(cfg, resume=True, progress=False)
     return run / "last.pt"  # the end of the schedule (validation is 8 actors' own clips, not strangers)
@@ -207,6 +209,12 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {kv.split("=", 1)[0]: json.loads(kv.split("=", 1)[1]) for kv in a.set}
     if a.epochs:
         overrides["epochs"] = a.epochs
+    try:  # check the recipe overrides before any work
+        from speakerid.training import get_config
+
+        config.override(get_config("embed"), overrides)
+    except ValueError as e:
+        p.error(f"--set: {e}")
     meta = {
         "host": f"{platform.machine()}, {os.cpu_count()} CPU cores (shared), torch {torch.__version__}, 1 thread",
         "draws": a.draws,

@@ -1,9 +1,12 @@
 """Run one of the paper's secondary benchmarks for a fixed budget; write JSON lines, the figure and a table.
 
     python benchmarks/paper.py --task copy-500 --models dilated-rnn,stacked-gru --max-iters 1000
-    python benchmarks/paper.py --task mnist --models dilated-gru-h20 --max-iters 600 --override eval_limit=1000
-    python benchmarks/paper.py --task ptb --models dilated-gru --max-iters 500 --override batch_size=32
+    python benchmarks/paper.py --task mnist --models dilated-gru-h20 --max-iters 600 --eval_limit 1000
+    python benchmarks/paper.py --task ptb --models dilated-gru --max-iters 500 --batch_size 32
     python benchmarks/paper.py --task copy-500 --plot-only          # redraw from the JSON lines
+
+Any other ``--key value`` overrides that setting (a field or task option, see ``train.py --config NAME
+--show-config``) of every experiment run; unknown keys and bad values are refused before anything runs.
 
 Tasks: copy-100, copy-500, copy-1000, mnist, pmnist, noisy-mnist-1000, noisy-mnist-2000, ptb. A model name is
 the experiment name without the task prefix (``--task mnist --models dilated-gru-h20`` runs
@@ -28,6 +31,7 @@ from pathlib import Path
 
 import torch
 
+from speakerid import config
 from speakerid.atomic import atomic_open, write_atomic
 from speakerid.tasks import EXPERIMENTS, get_experiment, run_experiment
 
@@ -59,17 +63,6 @@ DEFAULT_MODELS = {
 }
 
 
-def parse_override(text: str):
-    """``key=value`` -> (key, value) with value parsed as JSON when possible (``hidden=[20,20]``, ``T=100``)."""
-    key, sep, val = text.partition("=")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"--override expects key=value, got {text!r}")
-    try:
-        return key, json.loads(val)
-    except json.JSONDecodeError:
-        return key, val
-
-
 def read_jsonl(path: Path) -> list[dict]:
     if not path.exists():
         return []
@@ -81,13 +74,12 @@ def task_kind(task: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     p.add_argument("--task", required=True, choices=sorted(TASK_PREFIX))
     p.add_argument("--models", default=None, help="comma-separated (default: the paper's set for the task)")
     p.add_argument("--max-iters", type=int, default=None, help="iteration budget (default: the experiment's)")
-    p.add_argument(
-        "--override", type=parse_override, action="append", default=[], help="key=value, repeatable"
-    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default=None)
     p.add_argument("--amp", action="store_true", help="fp16 autocast (CUDA)")
@@ -100,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--plot-only", action="store_true", help="redraw the figure and table from <task>.jsonl")
     p.add_argument("--progress", action="store_true", help="show a progress bar")
-    args = p.parse_args(argv)
+    args, rest = p.parse_known_args(argv)
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -114,19 +106,21 @@ def main(argv: list[str] | None = None) -> int:
     for n in names:
         if n not in EXPERIMENTS:
             get_experiment(n)  # raises with the list of valid names
-    overrides = dict(args.override)
+    try:  # any other --key value overrides that setting of every experiment run (speakerid.config)
+        overrides = {k: v for k, v in config.key_value_pairs(rest)}
+        experiments = [config.override(get_experiment(n), rest) for n in names]
+    except ValueError as e:
+        p.error(str(e))
 
     if not args.plot_only:
-        for name in names:
+        for name, exp in zip(names, experiments):
             lines = []
-            exp = get_experiment(name)
 
             def log(rec, name=name):
                 print(json.dumps({"name": name, **{k: _round(v) for k, v in rec.items()}}), flush=True)
 
             r = run_experiment(
                 exp,
-                overrides,
                 device=args.device,
                 max_iters=args.max_iters,
                 seed=args.seed,

@@ -8,6 +8,8 @@ import sys
 import time
 from collections import defaultdict
 
+from speakerid import config as speakerid_config
+
 from . import folder, manifest, vctk
 from .items import PrepError
 from .pipeline import PrepConfig, PrepResult, prepare
@@ -62,6 +64,7 @@ def _common(p: argparse.ArgumentParser, default_split: str) -> None:
         "--overwrite", action="store_true", help="replace a dataset made with other inputs/settings"
     )
     r.add_argument("--quiet", action="store_true", help="no progress bar")
+    r.add_argument("--show-config", action="store_true", help="print the resolved settings as JSON and exit")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -155,17 +158,21 @@ def main(argv: list[str] | None = None) -> int:
                 test = 0.0
         else:
             scan = manifest.scan(args.csv)
-        config = PrepConfig(
-            dtype=args.dtype,
-            trim=args.trim,
-            trim_db=args.trim_db,
-            split_by=args.split_by,
-            valid=args.valid,
-            test=PrepConfig().test if test is None else test,
-            seed=args.seed,
-            chunk_files=args.chunk_files,
-            max_seconds=args.max_seconds or None,
-        )
+        settings = {
+            "dtype": args.dtype,
+            "trim": args.trim,
+            "trim_db": args.trim_db,
+            "split_by": args.split_by,
+            "valid": args.valid,
+            "test": PrepConfig().test if test is None else test,
+            "seed": args.seed,
+            "chunk_files": args.chunk_files,
+            "max_seconds": args.max_seconds or None,
+        }
+        config = speakerid_config.override(PrepConfig(), settings)  # type-checked like every other config
+        if args.show_config:
+            print(speakerid_config.show(config, command=args.command, out=args.out, files=len(scan.items)))
+            return 0
         bar = None
         if not args.quiet:
             from tqdm import tqdm
@@ -194,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 bar.close()
         print(_summary(res, time.perf_counter() - t0))
         return 0
-    except PrepError as e:
+    except (PrepError, speakerid_config.ConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import functools
 import json
 import os
 import sys
-import typing
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["main", "train_main", "parse_overrides", "key_value_pairs", "quiet_on_closed_pipe"]
+__all__ = ["main", "train_main", "quiet_on_closed_pipe"]
 
 EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE: what a shell reports for a writer whose reader went away
+EXIT_COLLAPSED = 3  # train.py --fail-on-collapse: the trained model learned nothing
 
 
 def quiet_on_closed_pipe(fn: Callable[..., int]) -> Callable[..., int]:
@@ -46,52 +45,10 @@ def quiet_on_closed_pipe(fn: Callable[..., int]) -> Callable[..., int]:
 # train
 
 
-def key_value_pairs(tokens: list[str]) -> list[tuple[str, str]]:
-    """``--key value`` / ``--key=value`` tokens -> [(key, value)], dashes in keys read as underscores."""
-    pairs, i = [], 0
-    while i < len(tokens):
-        tok = tokens[i]
-        if not tok.startswith("--"):
-            raise ValueError(f"expected --key value, got {tok!r}")
-        key, eq, val = tok[2:].partition("=")
-        key = key.replace("-", "_")
-        if not eq:
-            if i + 1 >= len(tokens):
-                raise ValueError(f"--{key} needs a value")
-            val, i = tokens[i + 1], i + 1
-        pairs.append((key, val))
-        i += 1
-    return pairs
-
-
-def parse_overrides(cls, base, pairs: list[str]):
-    """Apply ``--key value`` pairs to dataclass ``base``; unknown keys and badly typed values raise ValueError."""
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    changes = {}
-    for key, val in key_value_pairs(pairs):
-        if key not in names:
-            raise ValueError(f"unknown option --{key}; valid: {', '.join('--' + n for n in sorted(names))}")
-        hint = hints[key]
-        try:
-            if hint is bool:
-                if val.lower() not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                    raise ValueError
-                changes[key] = val.lower() in ("1", "true", "yes", "on")
-            elif hint in (int, float, str):
-                changes[key] = hint(val)
-            elif typing.get_origin(hint) is list:
-                changes[key] = [int(v) for v in val.replace(" ", "").split(",") if v]
-            else:
-                changes[key] = val
-        except ValueError:
-            raise ValueError(f"--{key} expects {getattr(hint, '__name__', hint)}, got {val!r}") from None
-    return dataclasses.replace(base, **changes)
-
-
 @quiet_on_closed_pipe
 def train_main(argv: list[str] | None = None) -> int:
-    from .training import CONFIGS, TrainConfig, get_config
+    from .config import override, show
+    from .training import CONFIGS, get_config
 
     try:
         from .tasks import EXPERIMENTS  # the paper's secondary benchmarks
@@ -99,6 +56,7 @@ def train_main(argv: list[str] | None = None) -> int:
         EXPERIMENTS = {}
     p = argparse.ArgumentParser(
         prog="train.py",
+        allow_abbrev=False,
         description="Train a speaker-ID model (Table 3 configs, the shipped default) or a paper benchmark.",
         epilog="Any other --key value overrides that field of the config (see --show-config).",
     )
@@ -107,36 +65,58 @@ def train_main(argv: list[str] | None = None) -> int:
     p.add_argument("--show-config", action="store_true", help="print the resolved config as JSON and exit")
     p.add_argument("--list", action="store_true", help="list the named configs and exit")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--fail-on-collapse",
+        action="store_true",
+        help=f"exit with status {EXIT_COLLAPSED} when the trained model collapsed (one class, or chance)",
+    )
     args, rest = p.parse_known_args(argv)
     if args.list:
         for name, c in CONFIGS.items():
-            print(f"{name:28s} model={c.model}")
-        for name in EXPERIMENTS:
-            print(f"{name:28s} (paper benchmark)")
+            print(f"{name:28s} model={c.model_config(n_classes=1).name}")
+        for name, e in EXPERIMENTS.items():
+            print(f"{name:28s} model={e.describe()} (paper benchmark)")
         return 0
     if args.config in EXPERIMENTS:
         from .tasks import run_experiment_cli
 
-        return run_experiment_cli(args.config, rest, show_config=args.show_config, resume=args.resume)
+        return run_experiment_cli(
+            args.config, rest, show_config=args.show_config, resume=args.resume, progress=not args.no_progress
+        )
     try:
-        cfg = parse_overrides(TrainConfig, get_config(args.config), rest)
+        cfg = override(get_config(args.config), rest)
     except ValueError as e:
         if args.config not in CONFIGS and EXPERIMENTS:
             e = ValueError(f"{e}; paper benchmarks: {', '.join(EXPERIMENTS)}")
         p.error(str(e))
+    from .training import budget, format_budget, train
+
     if args.show_config:
-        print(json.dumps(dataclasses.asdict(cfg), indent=2))
+        try:
+            spend = budget(cfg)
+        except (FileNotFoundError, ValueError) as e:
+            spend = f"unknown until --data names a prepared dataset ({e})"
+        print(show(cfg, builds=cfg.model_config(n_classes=1).name, budget=spend))
+        if isinstance(spend, dict):
+            print(format_budget(spend), file=sys.stderr)
         return 0
     if not cfg.data:
         p.error(f"config {cfg.name} needs --data DIR (a folder made by `python -m data_prep`)")
-    from .training import train
-
     try:
         summary = train(cfg, resume=args.resume, progress=not args.no_progress)
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(json.dumps({k: v for k, v in summary.items() if k != "metrics"}, indent=2))
+    collapse = summary.get("collapse") or {}
+    if collapse.get("collapsed"):
+        print(
+            f"WARNING: the model COLLAPSED: {'; '.join(collapse['reasons'])}. No unknown-speaker threshold was "
+            "calibrated; do not ship or enroll with it (more steps, another lr or a longer crop may help).",
+            file=sys.stderr,
+        )
+        if args.fail_on_collapse:
+            return EXIT_COLLAPSED
     return 0
 
 

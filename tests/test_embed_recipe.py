@@ -10,7 +10,8 @@ from _synth import make_prepared
 
 from speakerid.checkpoint import checkpoint_card, load_checkpoint
 from speakerid.runtime import clip_embedding, load_engine
-from speakerid.training import CONFIGS, _batch_length, get_config, train
+from speakerid.training import CONFIGS, get_config, train
+from speakerid.training.speaker import _batch_length
 
 SAMPLES = Path(__file__).resolve().parents[1] / "speakerid" / "pretrained" / "default" / "samples"
 

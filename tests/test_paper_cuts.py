@@ -25,11 +25,13 @@ from _synth import make_prepared
 from speakerid.atomic import write_atomic
 from speakerid.audio import AudioError, load_audio
 from speakerid.checkpoint import CheckpointError, load_checkpoint
-from speakerid.training import TrainConfig, _plot_curves, train
+from speakerid.training import TrainConfig, train
+from speakerid.training.report import _plot_curves
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(
     model="mfcc-gru-5x20",
+    epoch_crops="clips",  # one crop per clip and epoch: the step arithmetic below
     hidden=[16, 16],
     dilations=[1, 2],
     crop=2048,

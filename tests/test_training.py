@@ -16,12 +16,12 @@ from _synth import make_prepared, voice
 
 from speakerid.card import Calibration
 from speakerid.checkpoint import CheckpointError, checkpoint_card, load_checkpoint, model_from_checkpoint
-from speakerid.cli import parse_overrides
+from speakerid.config import override
 from speakerid.data import PreparedDataset
 from speakerid.pipeline import enroll
 from speakerid.registry import RegistryError, SpeakerRegistry
 from speakerid.runtime import Identifier, InferenceOptions, load_engine
-from speakerid.training import TrainConfig, get_config, train
+from speakerid.training import TrainConfig, budget, get_config, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -29,6 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 # (FSDD) for the shipped model. The training machinery is the same for both.
 TINY = dict(
     model="mfcc-gru-5x20",
+    epoch_crops="clips",  # one crop per clip and epoch: the step arithmetic below
     hidden=[16, 16],
     dilations=[1, 2],
     crop=2048,
@@ -61,6 +62,7 @@ def trained(prepared, tmp_path_factory):
 
 def test_training_lowers_the_loss_and_writes_artifacts(trained):
     out, summary = trained
+    assert summary["collapse"]["collapsed"] is False, summary["collapse"]
     rows = summary["metrics"]
     assert rows[-1]["train_loss"] < 0.8 * rows[0]["train_loss"]
     assert summary["test"]["utt_top1"] >= 5 / 6, summary["test"]  # it learned: 6 test utterances, chance 1/3
@@ -104,7 +106,8 @@ def test_resume_after_sigkill_between_checkpoints_continues_exactly(prepared, tm
     with count_optimizer_steps() as n_resumed:
         resumed = train(TrainConfig(out=str(tmp_path / "b"), **cfg), resume=True, progress=False)
     assert n_resumed[0] == 9 - 2, f"resume ran {n_resumed[0]} optimizer steps, expected 7"
-    strip = lambda rows: [{k: v for k, v in r.items() if k != "samples_per_s"} for r in rows]  # noqa: E731
+    timing = ("samples_per_s", "train_s")
+    strip = lambda rows: [{k: v for k, v in r.items() if k not in timing} for r in rows]  # noqa: E731
     assert strip(resumed["metrics"]) == strip(full["metrics"])
     a = load_checkpoint(tmp_path / "a" / "last.pt")["model"]
     b = load_checkpoint(tmp_path / "b" / "last.pt")["model"]
@@ -203,14 +206,21 @@ def test_bad_checkpoint_files_give_clear_errors(tmp_path):
 
 
 def test_config_overrides_reject_unknown_keys_and_bad_types():
-    cfg = parse_overrides(
-        TrainConfig, get_config("vctk-dilated-gru-l0-3"), ["--lr", "0.01", "--hidden=20,20"]
-    )
+    cfg = override(get_config("vctk-dilated-gru-l0-3"), ["--lr", "0.01", "--hidden=20,20"])
     assert cfg.lr == 0.01 and cfg.hidden == [20, 20] and cfg.batch_size == 128 and cfg.rms_alpha == 0.9
-    with pytest.raises(ValueError, match="unknown option --lrr"):
-        parse_overrides(TrainConfig, cfg, ["--lrr", "1"])
+    with pytest.raises(
+        ValueError, match=r"unknown option --lrr \(did you mean --lr\?\); valid: --aam_margin, --amp"
+    ):
+        override(cfg, ["--lrr", "1"])
     with pytest.raises(ValueError, match="--epochs expects int, got 'ten'"):
-        parse_overrides(TrainConfig, cfg, ["--epochs", "ten"])
+        override(cfg, ["--epochs", "ten"])
+    with pytest.raises(ValueError, match=r"--hidden expects list\[int\], got '20,x'"):
+        override(cfg, ["--hidden", "20,x"])
+    with pytest.raises(ValueError, match="--lr needs a value"):
+        override(cfg, ["--lr"])
+    assert override(cfg, {"lr": 1}).lr == 1.0  # Python values are type-checked, ints pass as floats
+    with pytest.raises(ValueError, match="--epochs expects int, got 2.5"):
+        override(cfg, {"epochs": 2.5})
     r = subprocess.run(
         [sys.executable, "train.py", "--config", "vctk-mfcc-gru-5x20", "--show-config"],
         cwd=REPO,
@@ -260,6 +270,8 @@ def test_torchrun_two_processes_train_like_one(prepared, tmp_path):
         "constant",
         "--val_max_crops",
         "2",
+        "--epoch_crops",
+        "clips",
         "--no-progress",
     ]
     env = dict(os.environ, OMP_NUM_THREADS="1")
@@ -497,3 +509,116 @@ def test_cli_enroll_with_the_shipped_model_keeps_its_speakers(tmp_path):
         reg = SpeakerRegistry.load(json.loads(r.stdout)["registry"])
         assert reg.names == expected, (flag, reg.names)
         assert str(home) in json.loads(r.stdout)["registry"]  # never written into the package
+
+
+def test_epoch_budget_scales_with_the_audio(prepared, tmp_path):
+    """An epoch draws max(1, length // crop) crops per clip, so its steps follow the amount of audio, not the
+    number of files; --show-config and the first log line say how many steps and seconds of audio the run uses."""
+    data = PreparedDataset(prepared)
+    train_idx = data.split("train")
+    per_clip = [max(1, data.utterances[i].length // 2048) for i in train_idx]
+    cfg = _cfg(prepared, tmp_path / "run", epochs=2, epoch_crops="audio", batch_size=8)
+    b = budget(cfg)
+    assert b["crops_per_epoch"] == sum(per_clip) > len(train_idx)  # the synthetic clips hold 3-5 crops each
+    assert b["steps_per_epoch"] == sum(per_clip) // 8 and b["steps"] == 2 * b["steps_per_epoch"]
+    assert b["audio_s"] == pytest.approx(b["steps"] * 8 * 2048 / 16000, abs=0.1)
+    clips = budget(_cfg(prepared, tmp_path, epochs=2, epoch_crops="clips", batch_size=8))
+    assert clips["steps_per_epoch"] == len(train_idx) // 8
+    assert budget(_cfg(prepared, tmp_path, epochs=2, max_steps=5))["steps"] == 5
+    lines = []
+    summary = train(cfg, progress=False, log=lines.append)
+    assert summary["steps"] == b["steps"] and summary["budget"] == b
+    assert lines[0].startswith("t: mfcc dilated GRU 2x16, dilations 1..2, fusion readout; budget: ")
+    assert (
+        f"budget: {b['steps']} optimizer steps" in lines[0] and f"{b['audio_s']:.0f} s of audio" in lines[0]
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            "train.py",
+            "--config",
+            "fsdd-mfcc-dilated-gru",
+            "--data",
+            str(prepared),
+            "--show-config",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,  # liveness only
+    )
+    shown = json.loads(r.stdout)
+    assert r.returncode == 0, r.stderr
+    assert shown["budget"] == budget(override(get_config("fsdd-mfcc-dilated-gru"), ["--data", str(prepared)]))
+    assert shown["builds"] == "mfcc dilated GRU 4x64, dilations 1..8, mean readout"
+    assert "optimizer steps" in r.stderr and "s of audio" in r.stderr
+
+
+def test_an_unlearnable_run_is_reported_as_collapsed(prepared, tmp_path):
+    """lr = 0: the weights never move, so validation stays at chance. The run says so in its summary and
+    checkpoints, calibrates no "unknown" threshold from it, and train.py --fail-on-collapse exits 3."""
+    cfg = _cfg(prepared, tmp_path / "lib", epochs=2, lr=0.0, collapse_min_steps=1)
+    summary = train(cfg, progress=False, log=lambda _: None)
+    c = summary["collapse"]
+    assert c["collapsed"] and c["split"] == "valid" and c["reasons"], c
+    assert summary["calibration"] is None
+    ck = load_checkpoint(tmp_path / "lib" / "best.pt")
+    assert ck["collapse"]["collapsed"] and checkpoint_card(ck).calibration.eer is None  # never calibrated
+    assert json.loads((tmp_path / "lib" / "summary.json").read_text())["collapse"]["collapsed"]
+    args = ["--config", "fsdd-default", "--data", str(prepared), "--lr", "0", "--epochs", "1", "--crop", "2048",
+            "--batch_size", "8", "--hidden", "8,8", "--dilations", "1,2", "--collapse_min_steps", "1",
+            "--threads", "1", "--epoch_crops", "clips", "--init_from", "", "--no-progress"]  # fmt: skip
+    for flag, rc in (([], 0), (["--fail-on-collapse"], 3)):
+        r = subprocess.run(
+            [sys.executable, "train.py", *args, *flag, "--out", str(tmp_path / f"cli{rc}")],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=600,  # liveness only
+        )
+        assert r.returncode == rc, r.stderr[-2000:]
+        assert "WARNING: the model COLLAPSED" in r.stderr and "No unknown-speaker threshold" in r.stderr
+
+
+def _imports(path: Path, module: str) -> set[str]:
+    """speakerid modules imported anywhere in a file (module level or inside functions), as dotted names."""
+    import ast
+
+    out, pkg = set(), module.rsplit(".", 1)[0] if not path.name == "__init__.py" else module
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names if a.name.startswith("speakerid")}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            if base.startswith("speakerid"):
+                out |= {base} | {f"{base}.{a.name}" for a in node.names}  # names may be submodules
+    return out
+
+
+def test_the_library_never_imports_its_cli_and_training_has_no_import_cycles():
+    root = REPO / "speakerid"
+    graph = {}
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(REPO).with_suffix("")
+        mod = ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
+        graph[mod] = _imports(path, mod)
+    users = sorted(m for m, deps in graph.items() if "speakerid.cli" in deps and m != "speakerid.cli")
+    assert users == [], f"library modules importing speakerid.cli: {users}"
+    mine = [m for m in graph if m.startswith(("speakerid.training", "speakerid.tasks", "speakerid.config"))]
+
+    def reach(start):
+        seen, todo = set(), [start]
+        while todo:
+            for d in graph.get(todo.pop(), ()):
+                if d not in seen and d in graph:
+                    seen.add(d)
+                    todo.append(d)
+        return seen
+
+    cycles = [m for m in mine if m in reach(m) and m not in ("speakerid.training", "speakerid.tasks")]
+    assert cycles == [], f"import cycles through {cycles}"
+    assert "speakerid.tasks" not in {d.rsplit(".", 1)[0] for m in graph if m.startswith("speakerid.training")
+                                     for d in graph[m]}  # fmt: skip

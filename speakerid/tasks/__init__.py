@@ -8,19 +8,11 @@ in docs/paper_benchmarks.md.
 """
 
 from .copy_memory import BLANK, DELIMITER, N_DATA, N_RECALL, N_SYMBOLS, CopyMemory, copy_memory_batch
+from .experiments import EXPERIMENTS, TASKS, TaskExperiment, build_experiment_model, get_experiment
 from .mnist import N_PIXELS, PixelMNIST, load_mnist, pixel_permutation, read_idx
 from .models import StepwiseModel, detach_state, init_weights_, mnist_classifier
 from .ptb import EOL, PTBChars, batchify, bits_per_char, bptt_chunks, load_ptb_chars, nll_sum
-from .runner import (
-    EXPERIMENTS,
-    TASKS,
-    TaskExperiment,
-    build_experiment_model,
-    get_experiment,
-    run_experiment,
-    run_experiment_cli,
-    shared_data_dir,
-)
+from .runner import run_experiment, run_experiment_cli, shared_data_dir
 
 __all__ = [
     "EXPERIMENTS",

@@ -15,8 +15,6 @@ T + 10 steps.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import torch
 
 __all__ = [
@@ -77,13 +75,6 @@ class CopyMemory:
     def train_batch(self, k: int, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Training batch number ``k``: (x (B, L), y (B, 10)), a function of (T, seed, k, batch_size) only."""
         return copy_memory_batch(batch_size, self.T, torch.Generator().manual_seed(mix_seed(self.seed, k)))
-
-    def train_batches(self, batch_size: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Endless training batches ``start``, ``start + 1``, ... (see ``train_batch``)."""
-        k = start
-        while True:
-            yield self.train_batch(k, batch_size)
-            k += 1
 
     def eval_set(self, n: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
         """A fixed held-out set: x (n, L), y (n, 10)."""
