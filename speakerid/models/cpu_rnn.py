@@ -51,9 +51,12 @@ def cpu_layer_forward(layer: nn.RNNBase, x: torch.Tensor, h0: torch.Tensor | Non
     if x.dim() != 3 or x.shape[-1] != layer.input_size:
         raise ValueError(f"expected (T', N, {layer.input_size}) input, got shape {tuple(x.shape)}")
     N, H = x.shape[1], layer.hidden_size
-    h0 = x.new_zeros(N, H) if h0 is None else h0.reshape(N, H)
+    dtype = layer.weight_hh_l0.dtype  # under autocast (bf16 inputs) the recurrence runs in the weights' dtype
+    x = x.to(dtype)
+    h0 = x.new_zeros(N, H) if h0 is None else h0.reshape(N, H).to(dtype)
     fn = _GRU if isinstance(layer, nn.GRU) else _TanhRNN
-    out = fn.apply(x, h0, layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0)
+    with torch.autocast("cpu", enabled=False):
+        out = fn.apply(x, h0, layer.weight_ih_l0, layer.weight_hh_l0, layer.bias_ih_l0, layer.bias_hh_l0)
     return out, out[-1:]
 
 

@@ -223,8 +223,11 @@ def _layer_call(impl: str, device: torch.device):
 
 
 def _auto_cpu_layer_call(rnn, x, h0):
-    """The fused CPU recurrence where it is the faster path (small steps: ``cpu_rnn.faster_than_aten``)."""
-    if cpu_rnn.faster_than_aten(rnn, x.shape[1]):
+    """The fused CPU recurrence where it is the faster path (small steps: ``cpu_rnn.faster_than_aten``).
+
+    Under CPU autocast (bf16/fp16) ATen's RNN is used: it follows autocast's casting rules, the fused path is fp32.
+    """
+    if cpu_rnn.faster_than_aten(rnn, x.shape[1]) and not torch.is_autocast_enabled("cpu"):
         return cpu_rnn.cpu_layer_forward(rnn, x, h0)
     return rnn(x, h0)
 
