@@ -11,8 +11,9 @@ States, in order: the front-end's (MFCC: the last n_fft - hop samples (B, 432) a
 raw: the running level (B, 2)), then one (B, d, H) buffer per recurrent layer (its last d outputs). Zeros start
 a stream. Exported with the TorchScript exporter (``dynamo=False``, see NOTES.md): each dilated layer is one
 ONNX ``GRU``/``RNN`` node over the folded chunk with its buffer as ``initial_h``. The sidecar
-``<out>.json`` carries the chunk length, sample rate, state names and shapes, labels, model config, the weight
-fingerprint (so registries enrolled with the checkpoint apply) and the "unknown" threshold.
+``<out>.json`` (format ``speakerid-stream-onnx/2``) carries the model card (model config and sample rate, labels,
+calibrated "unknown" threshold, weight fingerprint, so registries enrolled with the checkpoint apply) and, under
+``stream``, the chunk length, period and the state names and shapes.
 """
 
 from __future__ import annotations
@@ -28,14 +29,15 @@ import torch
 from torch import nn
 
 from speakerid.atomic import write_atomic
-from speakerid.checkpoint import checkpoint_card, fingerprint, load_checkpoint, model_from_checkpoint
+from speakerid.card import CardError, ModelCard
+from speakerid.checkpoint import checkpoint_card, load_checkpoint, model_from_checkpoint
 from speakerid.models import SequenceClassifier
 
 from .onnx_export import DEFAULT_OPSET, ExportError, recurrent_nodes, sidecar_path
 
 __all__ = ["STREAM_FORMAT", "StepGraph", "export_stream", "OnnxStep"]
 
-STREAM_FORMAT = "speakerid-stream-onnx/1"
+STREAM_FORMAT = "speakerid-stream-onnx/2"
 
 
 class StepGraph(nn.Module):
@@ -109,21 +111,19 @@ def export_stream(
     ]
     if bad:
         raise ExportError(f"{out}: GRU nodes without linear_before_reset=1: {bad}")
-    sidecar = {
+    sidecar = {  # the model card (labels, sample rate, calibration, fingerprint) + what the step graph needs
         "format": STREAM_FORMAT,
-        "onnx_file": out.name,
-        "chunk": n,
-        "sample_rate": model.config.sample_rate,
-        "period": model.stream_period,
-        "n_frontend_states": len(states) - len(model.body.layers),
-        "states": [{"name": k, "shape": ["batch", *s.shape[1:]]} for k, s in zip(names, states)],
-        "labels": list(card.labels),
-        "model_config": model.config.to_dict(),
-        "fingerprint": fingerprint(ckpt["model"]),
-        "threshold": card.threshold,
-        "opset": opset,
-        "source": source,
-        "exporter": "torch.onnx.export(dynamo=False)",
+        "card": card.to_dict(),
+        "stream": {
+            "onnx_file": out.name,
+            "chunk": n,
+            "period": model.stream_period,
+            "n_frontend_states": len(states) - len(model.body.layers),
+            "states": [{"name": k, "shape": ["batch", *s.shape[1:]]} for k, s in zip(names, states)],
+            "opset": opset,
+            "source": source,
+            "exporter": "torch.onnx.export(dynamo=False)",
+        },
     }
     write_atomic(out, data)
     write_atomic(sidecar_path(out), json.dumps(sidecar, indent=2) + "\n")
@@ -142,18 +142,26 @@ class OnnxStep:
         except (OSError, ValueError) as e:
             raise ExportError(f"{path}: cannot read its sidecar {sidecar_path(path).name} ({e})") from e
         if self.meta.get("format") != STREAM_FORMAT:
-            raise ExportError(f"{path}: not a streaming-step export (format {self.meta.get('format')!r})")
+            raise ExportError(
+                f"{path}: not a {STREAM_FORMAT} streaming-step export (format {self.meta.get('format')!r}); "
+                "re-export it with export.stream_export"
+            )
+        try:
+            self.card = ModelCard.from_dict(self.meta["card"])
+        except (KeyError, CardError) as e:
+            raise ExportError(f"{path}: bad model card in its sidecar ({e})") from e
+        stream = self.meta["stream"]
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        self.chunk = int(self.meta["chunk"])
-        self.sample_rate = int(self.meta["sample_rate"])
-        self.labels = list(self.meta["labels"])
-        self.fingerprint = self.meta["fingerprint"]
-        self.threshold = float(self.meta["threshold"])
-        self._names = [s["name"] for s in self.meta["states"]]
-        self._shapes = [tuple(s["shape"][1:]) for s in self.meta["states"]]
-        self.n_frontend = int(self.meta["n_frontend_states"])
+        self.chunk = int(stream["chunk"])
+        self.sample_rate = self.card.sample_rate
+        self.labels = list(self.card.labels)
+        self.fingerprint = self.card.fingerprint
+        self.threshold = float(self.card.threshold)
+        self._names = [s["name"] for s in stream["states"]]
+        self._shapes = [tuple(s["shape"][1:]) for s in stream["states"]]
+        self.n_frontend = int(stream["n_frontend_states"])
         self.reset()
 
     def reset(self) -> None:

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from speakerid.card import ModelCard  # noqa: E402
+from speakerid.card import ModelCard, fingerprint  # noqa: E402
 from speakerid.checkpoint import make_checkpoint  # noqa: E402
 from speakerid.models import build_model, preset
 from speakerid.streaming import StreamingIdentifier, TorchStep
@@ -37,11 +37,9 @@ def test_onnx_step_matches_torch(tmp_path, name):
     ckpt, model = _ckpt(CONFIGS[name])
     out = tmp_path / "step.onnx"
     meta = export_stream(ckpt, out, chunk_s=0.1)
-    assert meta["chunk"] == 1600 and json.loads(out.with_suffix(".json").read_text())["labels"] == [
-        "a",
-        "b",
-        "c",
-    ]
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert meta["stream"]["chunk"] == 1600 and side["card"]["labels"] == ["a", "b", "c"]
+    assert side["card"]["fingerprint"] == fingerprint(ckpt["model"])
     onnx_step, torch_step = OnnxStep(out), TorchStep(model, chunk_s=0.1)
     g = np.random.default_rng(1)
     t = np.arange(1600 * 12) / 16000
