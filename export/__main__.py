@@ -1,5 +1,8 @@
 """``python -m export [--checkpoint C] --out model.onnx [--fp16] [--opset N] [--no-check] [--clips ...]
-[--device cpu|auto|cuda] [--threads N]``.
+[--device cpu|auto|cuda] [--threads N] [--stream [--chunk-s S]]``.
+
+``--stream`` exports the streaming step instead (chunk + states in, scores + states out; a causal model such as
+the shipped one), which ``speakerid stream --model step.onnx`` runs in ONNX Runtime.
 
 Exports the checkpoint (default: the shipped model) and, unless ``--no-check``, runs the ONNX-vs-PyTorch parity
 check on random waveforms (batch 1 and 17, several lengths) and on the given clips (default: the shipped sample
@@ -34,7 +37,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clips", nargs="*", default=None, help="real clips for the parity check")
     p.add_argument("--device", default="cpu", help="ONNX Runtime device for the parity check (cpu/auto/cuda)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads for the parity check (0 = default)")
+    p.add_argument(
+        "--stream", action="store_true", help="export the streaming step (for `speakerid stream --model`)"
+    )
+    p.add_argument(
+        "--chunk-s", type=float, default=0.1, help="--stream: seconds of audio per step (default 0.1)"
+    )
     args = p.parse_args(argv)
+    if args.stream:
+        return _export_stream(args)
     if args.threads:
         import torch
 
@@ -74,6 +85,28 @@ def main(argv: list[str] | None = None) -> int:
             rc = 1
     print(json.dumps(summary, indent=2))
     return rc
+
+
+def _export_stream(args) -> int:
+    from .stream_export import export_stream
+
+    ckpt = Path(args.checkpoint) if args.checkpoint else default_model_path()
+    try:
+        sidecar = export_stream(ckpt, args.out, chunk_s=args.chunk_s, opset=args.opset)
+    except (ExportError, CheckpointError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    summary = {
+        "onnx": str(args.out),
+        "sidecar": str(sidecar_path(args.out)),
+        "model": sidecar["card"]["model"]["name"],
+        "classes": len(sidecar["card"]["labels"]),
+        "chunk": sidecar["stream"]["chunk"],
+        "states": len(sidecar["stream"]["states"]),
+        "opset": sidecar["stream"]["opset"],
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
 
 
 if __name__ == "__main__":

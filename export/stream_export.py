@@ -154,6 +154,7 @@ class OnnxStep:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self.source = str(path)  # with ``fingerprint``: what registry resolution and checks read
         self.chunk = int(stream["chunk"])
         self.sample_rate = self.card.sample_rate
         self.labels = list(self.card.labels)

@@ -429,11 +429,19 @@ def _add_stream(sub) -> None:
     st.add_argument(
         "source", help="an audio file, or - for raw mono 16 kHz signed 16-bit little-endian PCM on stdin"
     )
-    st.add_argument("--model", default=None, help="a causal checkpoint .pt (default: the shipped model)")
+    st.add_argument(
+        "--model",
+        default=None,
+        help="a causal checkpoint .pt, or a streaming-step .onnx from `python -m export --stream` "
+        "(default: the shipped model)",
+    )
     st.add_argument("--registry", default=None, help="registry JSON (default: the model's own, as identify)")
     st.add_argument("--mode", choices=["auto", "registry", "classes"], default="auto")
     st.add_argument(
-        "--chunk-s", type=float, default=0.1, help="seconds of audio per model step (default 0.1)"
+        "--chunk-s",
+        type=float,
+        default=None,
+        help="seconds of audio per model step (default 0.1; an ONNX step's chunk is fixed at export)",
     )
     st.add_argument("--threshold", type=float, default=None, help='"unknown" below this score')
     st.add_argument("--format", choices=["text", "jsonl"], default="text")
@@ -451,9 +459,25 @@ def _cmd_stream(args) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     try:
-        settings = StreamSettings(chunk_s=args.chunk_s, threshold=args.threshold)
-        engine = load_engine(args.model, device="cpu")
-        step = TorchStep(engine.model, settings.chunk_s)
+        if args.model is not None and Path(args.model).suffix == ".onnx":
+            from export.onnx_export import ExportError
+            from export.stream_export import OnnxStep
+
+            try:
+                engine = step = OnnxStep(args.model, threads=max(1, args.threads))
+            except ExportError as e:
+                raise ValueError(str(e)) from e
+            exported_s = step.chunk / step.sample_rate
+            if args.chunk_s is not None and abs(args.chunk_s - exported_s) > 1e-9:
+                raise ValueError(
+                    f"{args.model}: its chunk is fixed at export ({exported_s:g} s); drop --chunk-s or "
+                    f"re-export with python -m export --stream --chunk-s {args.chunk_s:g}"
+                )
+            settings = StreamSettings(chunk_s=exported_s, threshold=args.threshold)
+        else:
+            settings = StreamSettings(chunk_s=args.chunk_s or 0.1, threshold=args.threshold)
+            engine = load_engine(args.model, device="cpu")
+            step = TorchStep(engine.model, settings.chunk_s)
         registry = None
         if args.mode != "classes":
             loc = resolve(engine, args.registry)

@@ -81,3 +81,33 @@ def test_text_timeline_and_errors(meeting, tmp_path):
     assert lines[0].startswith("#") and "(no speech)" in lines[1] and "george" in lines[2]
     bad = _run([str(tmp_path / "missing.wav")], tmp_path)
     assert bad.returncode == 2 and "missing.wav" in bad.stderr.decode()
+
+
+def test_onnx_step_gives_the_checkpoints_timeline(meeting, tmp_path):
+    """`python -m export --stream` + `speakerid stream --model step.onnx`: the checkpoint's segments, in ORT."""
+    pytest.importorskip("onnxruntime", reason="onnxruntime runs the exported step")
+    pytest.importorskip("onnx", reason="onnx checks the exported step")
+    path, audio, truth = meeting
+    onnx_path = tmp_path / "step.onnx"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    exp = subprocess.run(
+        [sys.executable, "-m", "export", "--stream", "--out", str(onnx_path)],
+        capture_output=True,
+        timeout=300,
+        env=env,
+    )
+    assert exp.returncode == 0, exp.stderr.decode()[-2000:]
+    assert json.loads(exp.stdout)["chunk"] == 1600
+    for mode in ["classes", "registry"]:
+        ref = _run([str(path), "--format", "jsonl", "--mode", mode], tmp_path)
+        got = _run([str(path), "--format", "jsonl", "--mode", mode, "--model", str(onnx_path)], tmp_path)
+        assert ref.returncode == 0 and got.returncode == 0, got.stderr.decode()[-2000:]
+        a = [json.loads(x) for x in ref.stdout.decode().splitlines()]
+        b = [json.loads(x) for x in got.stdout.decode().splitlines()]
+        assert [(r["start"], r["end"], r["speaker"]) for r in a] == [
+            (r["start"], r["end"], r["speaker"]) for r in b
+        ]
+        assert all(r["score"] is None or abs(r["score"] - s["score"]) < 1e-3 for r, s in zip(a, b))
+        assert [s["speaker"] for s in _speech(b)] == [w for w, _ in truth]
+    bad = _run([str(path), "--model", str(onnx_path), "--chunk-s", "0.2"], tmp_path)
+    assert bad.returncode == 2 and b"chunk is fixed at export (0.1 s)" in bad.stderr
