@@ -31,19 +31,21 @@ if str(REPO) not in sys.path:  # `export/` is a top-level folder of the repo (pl
     sys.path.insert(0, str(REPO))
 FSDD = Path(os.environ.get("SPEAKERID_FSDD", REPO.parent / "shared" / "data" / "fsdd" / "recordings"))
 SPEAKERS = ["george", "jackson", "lucas", "nicolas", "theo", "yweweler"]
+SAMPLES = REPO / "speakerid" / "pretrained" / "default" / "samples"
 
 
 def speech(speaker: int, k: int, n_parts: int = 3) -> tuple[np.ndarray, int]:
     """Real speech of one FSDD speaker: ``n_parts`` test-split recordings (index 0-4) joined by 50 ms pauses.
-    -> ((T,) float32, sample rate). Falls back to a synthetic voice when FSDD is not there."""
-    if not FSDD.is_dir():
-        from _synth import voice
-
-        return voice(speaker, 16000, seed=100 * speaker + k), 16000
+    -> ((T,) float32, sample rate). Without the FSDD folder, the speaker's two FSDD clips shipped with the
+    package (also real speech: a synthetic voice would be refused by the speech detector)."""
     parts = []
     for j in range(n_parts):
         digit, index = (3 * k + j) % 10, (k + j) % 5
-        x, sr = sf.read(FSDD / f"{digit}_{SPEAKERS[speaker]}_{index}.wav", dtype="float32")
+        if FSDD.is_dir():
+            path = FSDD / f"{digit}_{SPEAKERS[speaker]}_{index}.wav"
+        else:
+            path = SAMPLES / f"{SPEAKERS[speaker]}_{1 + (k + j) % 2}.wav"
+        x, sr = sf.read(path, dtype="float32")
         parts += [x, np.zeros(sr // 20, np.float32)]
     return np.concatenate(parts), sr
 

@@ -262,18 +262,26 @@ def test_dilated_rnn_triton_carries_states():
     torch.testing.assert_close(b, b_ref, rtol=1e-5, atol=1e-6)
 
 
-def test_impl_dispatch():
+def test_impl_dispatch(monkeypatch):
+    from speakerid.models import cpu_rnn
+
     model = DilatedRNN(1, 4, [1, 2], cell="gru")
     assert model.impl == "auto"
-    calls = []
+    calls, fused = [], []
     for layer in model.layers:
         layer.register_forward_hook(lambda m, i, o: calls.append(m))
+    real = cpu_rnn.cpu_layer_forward
+    monkeypatch.setattr(cpu_rnn, "cpu_layer_forward", lambda *a: fused.append(1) or real(*a))  # a spy
     x = torch.randn(2, 8, 1)
     model(x)
-    assert len(calls) == 2  # "auto" runs the nn.GRU modules (cuDNN/ATen), the Triton kernel is not measured
+    # "auto" on CPU: small steps (N * H = 8 and 16) take the fused CPU recurrence, not the modules' forward
+    assert (len(calls), len(fused)) == (0, 2)
+    model.impl = "cudnn"
+    model(x)
+    assert (len(calls), len(fused)) == (2, 2)  # the nn.GRU modules (cuDNN/ATen)
     model.impl = "triton"
     model(x)
-    assert len(calls) == 2  # the fused kernel bypasses the modules' forward
+    assert (len(calls), len(fused)) == (2, 2)  # the fused Triton kernel bypasses both
     with pytest.raises(ValueError, match="impl must be one of"):
         DilatedRNN(1, 4, [1, 2], impl="cuda")
 
