@@ -44,7 +44,12 @@ BEGIN, END = "<!-- real_speech:begin -->", "<!-- real_speech:end -->"
 
 # (row name, train.py config, front end, what it is). Budgets live in the configs (max_steps).
 MODELS = [
-    ("mfcc-dilated-gru", "sentence-mfcc-dilated-gru", "mfcc", "MFCC + dilated GRU 4×64, dilations 1–8, mean"),
+    (
+        "mfcc-dilated-gru",
+        "sentence-mfcc-dilated-gru",
+        "mfcc",
+        "MFCC + dilated GRU 4×64, dilations 1–8, stats pooling, AAM, channel augmentation",
+    ),
     ("mfcc-gru-1x128", "sentence-mfcc-gru-1x128", "mfcc", "MFCC GRU 1×128, last step (Table 3 baseline)"),
     (
         "raw-dilated-gru-l0-3",
@@ -184,6 +189,10 @@ def run_model(
     }
 
 
+def _minutes(seconds) -> str:
+    return "–" if seconds is None else f"{seconds / 60:.0f}"
+
+
 def _pct(x) -> str:
     return "–" if x is None else f"{100 * x:.1f} %"
 
@@ -198,8 +207,8 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         lines.append(
             f"| {what.get(r['model'], r['model'])} | {r['front_end']} | {r['n_parameters'] / 1000:.0f}k "
-            f"| {r['steps']} × {r.get('batch_size', 32)} | {r['train_s'] / 60:.0f} ({r['cpu_s'] / 60:.0f}) "
-            f"| {r['load_mean']} "
+            f"| {r['steps']} × {r.get('batch_size', 32)} | {r['train_s'] / 60:.0f} ({_minutes(r.get('cpu_s'))}) "
+            f"| {r.get('load_mean') or '–'} "
             f"| **{_pct(r['utt_top1'])}** | {_pct(r['crop_top1'])} | `{r['command']}` |"
         )
     return "\n".join(lines) + "\n"

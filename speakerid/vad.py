@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import importlib.util
+import math
 import threading
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -306,9 +307,8 @@ def speech_only(
     if not regions.spans:
         raise AudioError(name, "no speech found")
     if regions.speech_s < settings.min_speech_s:
-        raise AudioError(
-            name, f"only {regions.speech_s:.2f} s of speech (need at least {settings.min_speech_s:g} s)"
-        )
+        shown = math.floor(regions.speech_s * 100) / 100  # rounded down: 0.0999 s is "0.09", never "0.10"
+        raise AudioError(name, f"only {shown:.2f} s of speech (need at least {settings.min_speech_s:g} s)")
     if len(regions.spans) == 1 and regions.spans[0] == (0, wave.shape[0]):
         return wave, regions
     return np.ascontiguousarray(wave[regions.index()]), regions

@@ -376,3 +376,42 @@ def test_model_configs_saved_without_padding_load_with_the_old_definition():
     legacy = {k: v for k, v in cfg.to_dict().items() if k != "padding"}
     assert ModelConfig.from_dict(legacy).padding == "period"
     assert build_model(legacy).body.padding == "period"
+
+
+def test_mfcc_batch_norm_keeps_the_spectral_envelope_and_old_configs_keep_layer_norm():
+    """feature_norm "batch" normalises each coefficient over the batch (a fixed per-coefficient affine map in eval
+    mode: one clip's features do not depend on its neighbours); configs saved before the key load as "layer"."""
+    from speakerid.models import ModelConfig
+
+    cfg = preset("mfcc-gru-1x128", n_classes=3)
+    assert cfg.feature_norm == "batch"
+    model = build_model(cfg)
+    assert isinstance(model.mfcc_norm, torch.nn.BatchNorm1d)
+    torch.manual_seed(0)
+    x = torch.randn(4, 4000)
+    model.train()
+    z = model.frontend(x)  # (B, F, N)
+    flat = z.reshape(-1, z.shape[-1])
+    assert torch.allclose(flat.mean(0), torch.zeros(z.shape[-1]), atol=1e-4)  # per coefficient, over batch
+    model.eval()
+    alone = model.frontend(x[:1])
+    together = model.frontend(torch.cat([x[:1], 100 * torch.randn(3, 4000)]))[:1]
+    assert torch.allclose(alone, together, atol=1e-5)
+    legacy = {k: v for k, v in cfg.to_dict().items() if k != "feature_norm"}
+    assert ModelConfig.from_dict(legacy).feature_norm == "layer"
+    assert isinstance(build_model(legacy).mfcc_norm, torch.nn.LayerNorm)
+    with pytest.raises(ValueError, match="feature_norm must be one of batch, layer"):
+        preset("mfcc-gru-1x128", feature_norm="instance")
+
+
+def test_stats_readout_is_time_mean_and_std():
+    cfg = preset("mfcc-gru-5x20", n_classes=4, readout="stats")
+    model = build_model(cfg).eval()
+    assert model.embedding_size == 2 * 20 and model.head.in_features == 40
+    x = torch.randn(2, 3000)
+    out, _ = model.body(model.frontend(x), need_states=False)  # (B, F, H)
+    want = torch.cat([out.mean(1), out.std(1, unbiased=False)], dim=-1)
+    assert torch.allclose(model.features(x), want, atol=1e-3)
+    assert model.embed(x).shape == (2, 40)
+    with pytest.raises(ValueError, match="causal=True needs"):
+        preset("mfcc-gru-5x20", readout="stats", causal=True)

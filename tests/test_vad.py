@@ -91,6 +91,12 @@ def test_too_little_speech_says_how_much(fsdd):
         vad.speech_only(wave, "clip.wav", strict)
     kept, regions = vad.speech_only(wave, "clip.wav")
     assert 0.1 < regions.speech_s <= len(wave) / SR and len(kept) <= len(wave)
+    # Just short of the minimum: the amount shown is rounded down, so it never reads as enough.
+    minimum = regions.speech_s + 1e-6
+    with pytest.raises(AudioError, match=r"need at least") as err:
+        vad.speech_only(wave, "clip.wav", vad.VadSettings(min_speech_s=minimum))
+    shown = float(str(err.value).split("only ")[1].split(" s")[0])
+    assert shown < minimum, str(err.value)
 
 
 def test_identify_batch_reports_non_speech_per_file_and_goes_on(tmp_path, test_clips, capsys):

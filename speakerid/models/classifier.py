@@ -36,7 +36,9 @@ __all__ = [
 ]
 
 
-READOUTS = ("fusion", "mean", "mean-fusion")
+READOUTS = ("fusion", "mean", "mean-fusion", "stats")
+FEATURE_NORMS = ("batch", "layer")
+STATS_EPS = 1e-5  # variance floor of the "stats" readout (a constant output has std sqrt(eps), not NaN grads)
 
 
 @dataclass
@@ -57,8 +59,13 @@ class ModelConfig:
     f_max: float = 0.0  # mfcc: highest mel-band edge in Hz (0 = Nyquist); 4000 ignores what 8 kHz audio lacks
     head: str = "linear"  # "linear" (logits = W h + b) | "cosine" (logits = 30 cos(h, w_k): AAM-softmax)
     # "fusion": the paper's last step (1-by-f fusion of the last f outputs); "mean": time average;
-    # "mean-fusion": 1-by-f fusion of the f subsequences' time averages (every step gets a gradient)
+    # "mean-fusion": 1-by-f fusion of the f subsequences' time averages (every step gets a gradient);
+    # "stats": time mean and standard deviation concatenated (x-vector statistics pooling, D = 2 H)
     readout: str = "fusion"
+    # MFCC normalisation: "batch" (per coefficient, BatchNorm statistics: a fixed affine map at inference, so it
+    # streams and exports) or "layer" (per frame across coefficients: the definition before 2026-12, which
+    # squashes the spectral envelope under c0; configs saved without this key load as "layer")
+    feature_norm: str = "batch"
     kernel_size: int = 2  # arch="cnn"
     dropout: float = 0.0
     # DilatedRNN padding: "layer" (per layer, eq. 1 exactly) or "period" (whole input left-padded to a multiple
@@ -80,11 +87,15 @@ class ModelConfig:
             raise ValueError(f"head must be linear or cosine, got {self.head!r}")
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {self.readout!r}")
+        if self.feature_norm not in FEATURE_NORMS:
+            raise ValueError(
+                f"feature_norm must be one of {', '.join(FEATURE_NORMS)}, got {self.feature_norm!r}"
+            )
         if self.causal and (
             self.arch != "rnn"
             or self.cell == "lstm"
             or self.frontend == "none"
-            or self.readout == "mean-fusion"
+            or self.readout in ("mean-fusion", "stats")
         ):
             raise ValueError(
                 "causal=True needs arch='rnn' with a gru or rnn cell, a raw or mfcc front-end and readout mean or "
@@ -105,7 +116,8 @@ class ModelConfig:
         unknown = sorted(set(d) - known)
         if unknown:
             raise ValueError(f"unknown ModelConfig keys: {unknown}")
-        return cls(**{"padding": "period", **d})  # saved before the key existed: trained with "period"
+        # saved before these keys existed: trained with "period" padding and per-frame LayerNorm
+        return cls(**{"padding": "period", "feature_norm": "layer", **d})
 
 
 class DilatedCNN(nn.Module):
@@ -150,8 +162,10 @@ class SequenceClassifier(nn.Module):
                 c.sample_rate, n_mfcc=c.n_mfcc, f_max=c.f_max or None
             )
         self.causal_raw = CausalRaw(c.sample_rate) if c.causal and c.frontend == "raw" else None
-        # Frame-wise LayerNorm keeps MFCC magnitudes (c0 ~ -300) in the GRU's working range.
-        self.mfcc_norm = nn.LayerNorm(c.n_mfcc) if c.frontend == "mfcc" else None
+        # Keeps MFCC magnitudes (c0 ~ -300) in the GRU's working range (see ModelConfig.feature_norm).
+        self.mfcc_norm = None
+        if c.frontend == "mfcc":
+            self.mfcc_norm = nn.BatchNorm1d(c.n_mfcc) if c.feature_norm == "batch" else nn.LayerNorm(c.n_mfcc)
         if c.arch == "rnn":
             self.body = DilatedRNN(
                 c.input_size, c.hidden, c.dilations, cell=c.cell, dropout=c.dropout, padding=c.padding
@@ -164,11 +178,17 @@ class SequenceClassifier(nn.Module):
         if self.fusion is not None:
             nn.init.constant_(self.fusion.weight, 1.0 / f)  # start as the mean over subsequences
             nn.init.zeros_(self.fusion.bias)
-        self.head = nn.Linear(self.body.output_size, c.n_classes, bias=c.head == "linear")
+        self.head = nn.Linear(self.embedding_size, c.n_classes, bias=c.head == "linear")
 
     @property
     def embedding_size(self) -> int:
-        return self.body.output_size
+        return self.body.output_size * (2 if self.config.readout == "stats" else 1)
+
+    def _normalize_mfcc(self, feats: torch.Tensor) -> torch.Tensor:
+        """(B, F, N) MFCC -> (B, F, N) normalised (BatchNorm over coefficients, or LayerNorm per frame)."""
+        if isinstance(self.mfcc_norm, nn.BatchNorm1d):
+            return self.mfcc_norm(feats.transpose(1, 2)).transpose(1, 2)
+        return self.mfcc_norm(feats)
 
     def frontend(self, x: torch.Tensor) -> torch.Tensor:
         """Raw input -> (B, T', C) model input."""
@@ -182,7 +202,7 @@ class SequenceClassifier(nn.Module):
                 x = x - x.mean(dim=1, keepdim=True)
                 x = x / (x.pow(2).mean(dim=1, keepdim=True).sqrt() + 1e-4)
         if c.frontend == "mfcc":
-            return self.mfcc_norm(self.mfcc(x))  # (B, T) -> (B, F, 13)
+            return self._normalize_mfcc(self.mfcc(x))  # (B, T) -> (B, F, 13)
         if c.frontend == "raw":
             return x[..., None]  # (B, T) -> (B, T, 1)
         return x[..., None] if x.dim() == 2 else x
@@ -203,7 +223,7 @@ class SequenceClassifier(nn.Module):
             raise ValueError(f"expected waveform (B, T), got shape {tuple(x.shape)}")
         if self.config.frontend == "mfcc":
             feats, state = self.mfcc(x, state)
-            return self.mfcc_norm(feats), state  # (B, F, 13)
+            return self._normalize_mfcc(feats), state  # (B, F, 13)
         return self.causal_raw(x, state)  # (B, T, 1)
 
     def stream(self, x: torch.Tensor, state: list | None = None) -> tuple[torch.Tensor, list]:
@@ -240,6 +260,9 @@ class SequenceClassifier(nn.Module):
             steps, _ = self.stream(x)  # (B, S, D)
             return steps.mean(1) if self.config.readout == "mean" else steps[:, -1]
         out, _ = self.body(self.frontend(x), need_states=False)  # (B, T', H)
+        if self.config.readout == "stats":  # (B, T', H) -> (B, 2H)
+            var = out.var(1, unbiased=False)
+            return torch.cat([out.mean(1), torch.sqrt(var + STATS_EPS)], dim=-1)
         if self.config.readout == "mean" or (self.fusion is None and self.config.readout == "mean-fusion"):
             return out.mean(1)  # (B, T', H) -> (B, H)
         f = self.config.fusion_width

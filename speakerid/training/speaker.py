@@ -65,7 +65,8 @@ class TrainConfig:
     model: str = "dilated-gru-l0-3"  # a preset from speakerid.models.PRESETS
     hidden: list[int] = field(default_factory=list)  # overrides of the preset (empty = keep)
     dilations: list[int] = field(default_factory=list)
-    readout: str = ""  # override of the preset's readout: fusion | mean | mean-fusion (empty = keep)
+    readout: str = ""  # override of the preset's readout: fusion | mean | mean-fusion | stats (empty = keep)
+    feature_norm: str = ""  # override of the MFCC normalisation: batch | layer (empty = keep)
     n_mfcc: int = 0  # override of the MFCC size (0 = keep; also sets the model's input size)
     f_max: float = 0.0  # override: MFCC mel bands up to this frequency (0 = keep)
     head: str = ""  # override of the head: linear | cosine (empty = keep; loss aam needs cosine)
@@ -117,6 +118,8 @@ class TrainConfig:
         over = {"n_classes": n_classes * max(1, self.voices)}
         if self.readout:
             over["readout"] = self.readout
+        if self.feature_norm:
+            over["feature_norm"] = self.feature_norm
         if self.n_mfcc:
             over.update(n_mfcc=self.n_mfcc, input_size=self.n_mfcc)
         if self.f_max:
