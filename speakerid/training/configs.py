@@ -80,7 +80,7 @@ _SENTENCE = dict(
 _TABLE += [
     # MFCC front-end (30 coefficients, BatchNorm) + dilated GRU over frames, statistics pooling, AAM-softmax on a
     # cosine head, channel augmentation (room, coloured noise, gain: the voice is kept), 1 s crops. Each change
-    # was measured on ravdess-dev (docs/training.md, "Sentence-level MFCC recipe").
+    # was measured on ravdess-dev (README, "Real speech"; docs/training.md, "MFCC normalisation").
     dict(
         _SENTENCE,
         name="sentence-mfcc-dilated-gru",
