@@ -18,6 +18,7 @@ from speakerid.card import Calibration
 from speakerid.checkpoint import CheckpointError, checkpoint_card, load_checkpoint, model_from_checkpoint
 from speakerid.config import override
 from speakerid.data import PreparedDataset
+from speakerid.models import build_model
 from speakerid.pipeline import enroll
 from speakerid.registry import RegistryError, SpeakerRegistry
 from speakerid.runtime import Identifier, InferenceOptions, load_engine
@@ -229,6 +230,20 @@ def test_config_overrides_reject_unknown_keys_and_bad_types():
         timeout=600,  # liveness only
     )
     assert r.returncode == 0 and json.loads(r.stdout)["model"] == "mfcc-gru-5x20"
+
+
+def test_dropout_override_reaches_the_model_and_is_checked(prepared, tmp_path):
+    """--dropout sets the dropout between the recurrent layers (and so the model's name); out of range refused."""
+    cfg = get_config("sentence-mfcc-dilated-gru")
+    assert cfg.model_config(4).dropout == 0.0  # -1 keeps the preset's
+    mc = override(cfg, ["--dropout", "0.3"]).model_config(4)
+    assert mc.dropout == 0.3 and mc.name != "mfcc-gru-5x20"
+    model = build_model(mc).train()
+    assert model.body.dropout is not None and model.body.dropout.p == 0.3
+    bad = _cfg(prepared, tmp_path / "bad", dropout=1.0)
+    with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\), got 1.0"):
+        train(bad, progress=False)
+    assert not (tmp_path / "bad" / "last.pt").exists()
 
 
 def _free_port() -> int:

@@ -70,6 +70,7 @@ class TrainConfig:
     n_mfcc: int = 0  # override of the MFCC size (0 = keep; also sets the model's input size)
     f_max: float = 0.0  # override: MFCC mel bands up to this frequency (0 = keep)
     head: str = ""  # override of the head: linear | cosine (empty = keep; loss aam needs cosine)
+    dropout: float = -1.0  # override of the dropout between recurrent layers (< 0 = keep the preset's)
     # Open-set embedding recipe (speakerid.losses, speakerid.augment; all off by default).
     loss: str = (
         "ce"  # a key of LOSSES: ce (softmax cross-entropy) | aam (additive angular margin, cosine head)
@@ -126,6 +127,8 @@ class TrainConfig:
             over["f_max"] = self.f_max
         if self.head:
             over["head"] = self.head
+        if self.dropout >= 0:
+            over["dropout"] = self.dropout
         if self.hidden:
             over["hidden"] = list(self.hidden)
         if self.dilations:
@@ -181,6 +184,8 @@ def _check_recipe(cfg: TrainConfig, mcfg: ModelConfig) -> None:
         raise ValueError(f"loss must be {' or '.join(LOSSES)}, got {cfg.loss!r}")
     if cfg.loss == "aam" and mcfg.head != "cosine":
         raise ValueError("loss aam needs a cosine head (--head cosine)")
+    if not mcfg.dropout < 1.0:
+        raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout}")
     if cfg.crop_min and not 0 < cfg.crop_min <= cfg.crop:
         raise ValueError(f"crop_min must be in 1..crop={cfg.crop}, got {cfg.crop_min}")
 
