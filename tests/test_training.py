@@ -237,7 +237,7 @@ def test_dropout_override_reaches_the_model_and_is_checked(prepared, tmp_path):
     cfg = get_config("sentence-mfcc-dilated-gru")
     assert cfg.model_config(4).dropout == 0.0  # -1 keeps the preset's
     mc = override(cfg, ["--dropout", "0.3"]).model_config(4)
-    assert mc.dropout == 0.3 and mc.name != "mfcc-gru-5x20"
+    assert mc.dropout == 0.3 and mc.name.endswith(", dropout 0.3")
     model = build_model(mc).train()
     assert model.body.dropout is not None and model.body.dropout.p == 0.3
     bad = _cfg(prepared, tmp_path / "bad", dropout=1.0)

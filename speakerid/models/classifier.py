@@ -87,6 +87,8 @@ class ModelConfig:
             raise ValueError(f"head must be linear or cosine, got {self.head!r}")
         if self.readout not in READOUTS:
             raise ValueError(f"readout must be one of {', '.join(READOUTS)}, got {self.readout!r}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
         if self.feature_norm not in FEATURE_NORMS:
             raise ValueError(
                 f"feature_norm must be one of {', '.join(FEATURE_NORMS)}, got {self.feature_norm!r}"

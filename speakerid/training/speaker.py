@@ -159,7 +159,8 @@ def describe_model(mc: ModelConfig) -> str:
     dil = f"dilations {d[0]}..{d[-1]}" if len(d) > 1 else f"dilation {d[0]}"
     dil = dil if max(d) > 1 or len(d) == 1 else "no dilation"
     head = ", cosine head" if getattr(mc, "head", "linear") == "cosine" else ""
-    return f"{mc.frontend} {kind} {size}, {dil}, {mc.readout} readout{head}"
+    drop = f", dropout {mc.dropout:g}" if mc.dropout else ""
+    return f"{mc.frontend} {kind} {size}, {dil}, {mc.readout} readout{head}{drop}"
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -184,8 +185,6 @@ def _check_recipe(cfg: TrainConfig, mcfg: ModelConfig) -> None:
         raise ValueError(f"loss must be {' or '.join(LOSSES)}, got {cfg.loss!r}")
     if cfg.loss == "aam" and mcfg.head != "cosine":
         raise ValueError("loss aam needs a cosine head (--head cosine)")
-    if not mcfg.dropout < 1.0:
-        raise ValueError(f"dropout must be in [0, 1), got {cfg.dropout}")
     if cfg.crop_min and not 0 < cfg.crop_min <= cfg.crop:
         raise ValueError(f"crop_min must be in 1..crop={cfg.crop}, got {cfg.crop_min}")
 
