@@ -465,3 +465,58 @@ def test_dilated_rnn_learns_copy_memory_where_stacked_gru_does_not():
     assert dilated["final"]["eval_acc"] > 0.5
     stacked = run_experiment("copy-100-stacked-gru", budget, max_iters=150, seed=0, progress=False)
     assert min(h["eval_loss"] for h in stacked["history"]) > 0.95 * LN8, stacked["history"]
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# benchmarks/ptb_plateau.py: the per-layer statistics behind the PTB plateau finding
+
+
+def _ptb_plateau():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ptb_plateau", REPO / "benchmarks" / "ptb_plateau.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.parametrize("z_bias, copies", [(20.0, True), (-20.0, False)])
+def test_plateau_gate_stats_read_the_update_gate(z_bias, copies):
+    """The update-gate slice is PyTorch's (r, z, n): a gate forced open copies the state, forced shut does not."""
+    torch.manual_seed(0)
+    rnn = torch.nn.GRU(5, 7)
+    with torch.no_grad():
+        rnn.bias_ih_l0[7:14] = z_bias
+    x, h0 = torch.randn(6, 3, 5), torch.rand(1, 3, 7) * 0.5  # |h0| < 0.95: not saturated
+    out, _ = rnn(x, h0)
+    stats = _ptb_plateau()._gate_stats(rnn, x, out, h0)
+    assert stats["z"] == pytest.approx(1.0 if copies else 0.0, abs=1e-6)
+    if copies:
+        assert torch.allclose(out, h0.expand_as(out), atol=1e-6) and stats["sat"] == 0.0
+
+
+@needs_ptb
+def test_ptb_plateau_script_reports_every_layer():
+    cmd = [sys.executable, str(REPO / "benchmarks" / "ptb_plateau.py"), "--iters", "2", "--every", "1"]
+    cmd += ["--runs", "dilated-gru@1e-3,stacked-gru@1e-3:nocarry", "--valid-chars", "2048"]
+    cmd += ["--data-root", str(DATA)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300).stdout
+    rows = [json.loads(s) for s in out.splitlines()]
+    assert rows[0]["unigram_bpc"] == pytest.approx(
+        4.334, abs=1e-3
+    )  # the plateau: entropy of char frequencies
+    steps = [r for r in rows if "train_bpc" in r]
+    assert [(r["model"], r["carry"], r["iter"]) for r in steps] == [
+        ("ptb-dilated-gru", True, 1),
+        ("ptb-dilated-gru", True, 2),
+        ("ptb-stacked-gru", False, 1),
+        ("ptb-stacked-gru", False, 2),
+    ]
+    first = steps[0]
+    assert 5.0 < first["train_bpc"] < 6.5  # near log2(50) = 5.64 before training
+    for i in range(4):  # at PyTorch's init the update gates sit at sigmoid(~0) and nothing is saturated
+        assert first[f"l{i}"]["z"] == pytest.approx(0.5, abs=0.05)
+        assert first[f"l{i}"]["sat"] == 0.0 and first[f"l{i}"]["grad"] > 0
+    assert "carry_sat" in first["l3"] and "carry_sat" not in steps[2]["l3"]
+    finals = [r for r in rows if "valid_bpc" in r]
+    assert len(finals) == 2 and all(4.0 < r["valid_bpc"] < 7.0 for r in finals)
