@@ -15,13 +15,13 @@ mean training BPC of those iterations and, for each recurrent layer l (the same 
 - ``head_grad``: the same for the output layer;
 - ``carry_sat``: the fraction of saturated units in the states carried into the next chunk.
 
-The unigram BPC of the training text is printed first (the plateau). Needs ``<data-root>/ptb``.
+``--set KEY=VALUE`` changes the experiments (e.g. ``--set batch_size=32 optimizer=rmsprop-tf``; the rows name
+them). The unigram BPC of the training text is printed first (the plateau). Needs ``<data-root>/ptb``.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 import time
@@ -54,8 +54,9 @@ def run(
     data_root,
     carry: bool = True,
     valid_chars: int = 65536,
+    overrides: dict | None = None,
 ) -> None:
-    exp = dataclasses.replace(get_experiment(name), lr=lr)
+    exp = get_experiment(name).replace(**{**(overrides or {}), "lr": lr})
     torch.manual_seed(seed)
     task = ADAPTERS["ptb"](exp, data_root, seed)
     model = task.build_model()
@@ -98,6 +99,7 @@ def run(
         if capture[0]:
             row = {
                 "model": name,
+                **(overrides or {}),
                 "lr": lr,
                 "carry": carry,
                 "iter": it,
@@ -139,6 +141,9 @@ def main(argv=None) -> None:
     p.add_argument("--iters", type=int, default=120)
     p.add_argument("--every", type=int, default=10)
     p.add_argument("--valid-chars", type=int, default=65536, help="validation characters scored at the end")
+    p.add_argument(
+        "--set", nargs="*", default=[], metavar="KEY=VALUE", help="experiment overrides (JSON values)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--data-root", default=None)
@@ -149,6 +154,13 @@ def main(argv=None) -> None:
     freq = torch.bincount(train).float() / train.numel()
     unigram = float(-(freq[freq > 0] * freq[freq > 0].log2()).sum())
     print(json.dumps({"unigram_bpc": round(unigram, 4), "train_chars": train.numel()}), flush=True)
+    overrides = {}
+    for kv in a.set:
+        key, _, val = kv.partition("=")
+        try:
+            overrides[key] = json.loads(val)
+        except json.JSONDecodeError:
+            overrides[key] = val  # a bare string (optimizer=rmsprop-tf)
     for spec in a.runs.split(","):
         name, lr = spec.split("@")
         lr, _, mode = lr.partition(":")
@@ -161,6 +173,7 @@ def main(argv=None) -> None:
             root,
             carry=mode != "nocarry",
             valid_chars=a.valid_chars,
+            overrides=overrides,
         )
 
 
