@@ -499,6 +499,7 @@ def test_plateau_gate_stats_read_the_update_gate(z_bias, copies):
 def test_ptb_plateau_script_reports_every_layer():
     cmd = [sys.executable, str(REPO / "benchmarks" / "ptb_plateau.py"), "--iters", "2", "--every", "1"]
     cmd += ["--runs", "dilated-gru@1e-3,stacked-gru@1e-3:nocarry", "--valid-chars", "2048"]
+    cmd += ["--set", "batch_size=8", "dilations=[1,4,16,64]"]  # overrides reach the experiment and the rows
     cmd += ["--data-root", str(DATA)]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300).stdout
     rows = [json.loads(s) for s in out.splitlines()]
@@ -513,6 +514,8 @@ def test_ptb_plateau_script_reports_every_layer():
         ("ptb-stacked-gru", False, 2),
     ]
     first = steps[0]
+    assert first["batch_size"] == 8 and first["dilations"] == [1, 4, 16, 64]
+    assert steps[2]["dilations"] == [1, 4, 16, 64]  # --set applies to every run (the stack is dilated now)
     assert 5.0 < first["train_bpc"] < 6.5  # near log2(50) = 5.64 before training
     for i in range(4):  # at PyTorch's init the update gates sit at sigmoid(~0) and nothing is saturated
         assert first[f"l{i}"]["z"] == pytest.approx(0.5, abs=0.05)
