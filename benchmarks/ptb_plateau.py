@@ -31,12 +31,13 @@ import torch.nn.functional as F
 
 from speakerid.tasks import get_experiment
 from speakerid.tasks.adapters import ADAPTERS
+from speakerid.tasks.ptb import load_ptb_chars
 from speakerid.tasks.runner import shared_data_dir
 from speakerid.training.loop import LoopSettings, make_optimizer
 
 
 def _gate_stats(rnn: torch.nn.GRU, x: torch.Tensor, out: torch.Tensor, h0) -> dict:
-    """Folded layer call x (S, N, C) -> out (S, N, H): update-gate mean, saturation, temporal std."""
+    """Folded layer call x (S, N, C) -> out (S, N, H): update-gate mean and fraction of saturated units."""
     H = rnn.hidden_size
     prev = torch.cat([torch.zeros_like(out[:1]) if h0 is None else h0, out[:-1]])  # h_{t-d}, (S, N, H)
     gi = F.linear(x, rnn.weight_ih_l0, rnn.bias_ih_l0)  # (S, N, 3H), PyTorch order r, z, n
@@ -57,6 +58,7 @@ def run(
     overrides: dict | None = None,
 ) -> None:
     exp = get_experiment(name).replace(**{**(overrides or {}), "lr": lr})
+    tag = {"model": name, **(overrides or {}), "lr": lr, "carry": carry}  # names the run in every row
     torch.manual_seed(seed)
     task = ADAPTERS["ptb"](exp, data_root, seed)
     model = task.build_model()
@@ -98,10 +100,7 @@ def run(
         losses.append(loss.item() / math.log(2))
         if capture[0]:
             row = {
-                "model": name,
-                **(overrides or {}),
-                "lr": lr,
-                "carry": carry,
+                **tag,
                 "iter": it,
                 "train_bpc": round(sum(losses) / len(losses), 4),
             }
@@ -124,9 +123,7 @@ def run(
     print(
         json.dumps(
             {
-                "model": name,
-                "lr": lr,
-                "carry": carry,
+                **tag,
                 "iter": iters,
                 "valid_bpc": round(bpc, 4),
                 "valid_chars": n,
@@ -150,7 +147,7 @@ def main(argv=None) -> None:
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     root = shared_data_dir(a.data_root)
-    train = ADAPTERS["ptb"](get_experiment("ptb-dilated-gru"), root, a.seed).corpus.train
+    train = load_ptb_chars(root / "ptb").train
     freq = torch.bincount(train).float() / train.numel()
     unigram = float(-(freq[freq > 0] * freq[freq > 0].log2()).sum())
     print(json.dumps({"unigram_bpc": round(unigram, 4), "train_chars": train.numel()}), flush=True)

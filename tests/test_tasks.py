@@ -523,3 +523,4 @@ def test_ptb_plateau_script_reports_every_layer():
     assert "carry_sat" in first["l3"] and "carry_sat" not in steps[2]["l3"]
     finals = [r for r in rows if "valid_bpc" in r]
     assert len(finals) == 2 and all(4.0 < r["valid_bpc"] < 7.0 for r in finals)
+    assert all(r["batch_size"] == 8 for r in finals)  # the final row names its run like the others
