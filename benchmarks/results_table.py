@@ -41,6 +41,8 @@ def rows(results: Path) -> list[str]:
             body = f"{len(e['hidden'])}×h{e['hidden'][0]} {r['label']}"
             body += f", dil. {dil[0]}…{dil[-1]}" if len(set(dil)) > 1 else ""
             protocol = f"init {e.get('init', 'default')}, {e.get('optimizer', 'rmsprop')}, lr {e['lr']:g}"
+            if e.get("lr_drop_at"):  # a step decay (not the paper's constant lr)
+                protocol += f" (× {e['lr_drop']:g} from it {e['lr_drop_at']})"
             hw = r["hardware"].split(",")[0].replace("CPU ", "")
             budget = f"{r['iterations']} it × {e['batch_size']}, {r['train_s'] / 60:.0f} min ({hw})"
             if task.startswith("copy"):

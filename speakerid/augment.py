@@ -10,7 +10,10 @@ a slightly different voice and channel. Each transform here is a plain function 
   with the pitch kept; :class:`Augmenter` chains the two, so pitch and formants move independently;
 - ``add_noise``: coloured noise (white to brown) at a given SNR;
 - ``reverb``: convolution with a synthetic room impulse response (exponentially decaying noise, given RT60);
-- ``gain``: level change in dB (with clipping, as a recorder would).
+- ``gain``: level change in dB (with clipping, as a recorder would);
+- ``tilt``: spectral tilt, a first-order filter 1 - a z^-1 (a > 0 brightens, a < 0 darkens by up to
+  20 log10((1 + |a|) / (1 - |a|)) dB from DC to Nyquist), RMS kept: the flatter spectrum of loud, effortful speech
+  and the duller one of soft speech, with pitch and formants untouched.
 
 Voices: ``voice_params(v, n_voices, ...)`` gives pseudo-voice v a fixed (semitones, alpha); with
 ``TrainConfig.voices`` each training speaker becomes ``voices`` classes (speaker, voice), so a corpus of 6
@@ -37,6 +40,7 @@ __all__ = [
     "add_noise",
     "reverb",
     "gain",
+    "tilt",
     "voice_params",
 ]
 
@@ -145,6 +149,20 @@ def gain(wave: np.ndarray, db: float) -> np.ndarray:
     return np.clip(wave * np.float32(10 ** (db / 20)), -1.0, 1.0).astype(np.float32)
 
 
+def tilt(wave: np.ndarray, a: float) -> np.ndarray:
+    """Spectral tilt: y[n] = x[n] - a x[n-1] (x[-1] = 0), rescaled to the input's RMS; |a| < 1: (T,) -> (T,)."""
+    if not -1.0 < a < 1.0:
+        raise ValueError(f"tilt coefficient must be in (-1, 1), got {a}")
+    if a == 0.0:
+        return wave
+    x = wave.astype(np.float64)
+    out = x.copy()
+    out[1:] -= a * x[:-1]
+    rms_in = np.sqrt(np.mean(x**2))
+    rms_out = np.sqrt(np.mean(out**2)) + 1e-12
+    return (out * (rms_in / rms_out)).astype(np.float32)
+
+
 def voice_params(v: int, n_voices: int, max_semitones: float, max_warp: float) -> tuple[float, float]:
     """Pseudo-voice v of n_voices -> (semitones, vtlp alpha), fixed per voice and spread over a grid.
 
@@ -176,17 +194,21 @@ class AugmentConfig:
     noise_snr_db: float = 0.0  # > 0: noise at an SNR drawn from [this, this + 30] dB, colour in [0, 2]
     reverb: float = 0.0  # probability of a room response: RT60 in [0.2, 0.8] s, direct/reverb [-3, 10] dB
     gain_db: float = 0.0  # level change drawn from [-gain_db, gain_db]
+    tilt: float = 0.0  # spectral tilt coefficient drawn from [-tilt, tilt] (< 1)
     prob: float = 0.8  # probability that a voice change (speed / pitch / vtlp) is applied to a crop
 
     @property
     def enabled(self) -> bool:
-        return any((self.speed, self.pitch, self.vtlp, self.noise_snr_db, self.reverb, self.gain_db))
+        return any(
+            (self.speed, self.pitch, self.vtlp, self.noise_snr_db, self.reverb, self.gain_db, self.tilt)
+        )
 
 
 class Augmenter:
     """``augmenter(wave, rng, crop, voice=(semitones, alpha) | None) -> (crop,)`` float32.
 
-    Order: (voice change on a segment a little longer than the crop) -> random crop -> reverb -> noise -> gain.
+    Order: (voice change on a segment a little longer than the crop) -> random crop -> tilt -> reverb -> noise
+    -> gain.
     A pseudo-voice's fixed shift and warp are added to the random ones."""
 
     def __init__(self, config: AugmentConfig, sample_rate: int = SAMPLE_RATE):
@@ -215,6 +237,8 @@ class Augmenter:
         seg = pitch_shift(seg, semis, sr)
         seg = vtlp(seg, alpha / 2 ** (semis / 12), sr)
         x = random_crop(seg, crop, rng).astype(np.float32, copy=True)
+        if c.tilt:
+            x = tilt(x, rng.uniform(-c.tilt, c.tilt))
         if c.reverb and rng.random() < c.reverb:
             x = reverb(x, rng.uniform(0.2, 0.8), rng, sr, drr_db=rng.uniform(-3.0, 10.0))
         if c.noise_snr_db > 0:

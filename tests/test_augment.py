@@ -100,6 +100,29 @@ def test_gain_scales_and_clips(clip):
     assert np.abs(augment.gain(clip, 60.0)).max() <= 1.0
 
 
+def test_tilt_moves_the_spectral_balance_and_keeps_level_and_pitch(clip):
+    """a = +-0.5 (at most 20 log10(3) = 9.5 dB from DC to Nyquist): the 4-8 kHz band up / down against 0-1 kHz by
+    several dB, same RMS and f0."""
+    rms = lambda x: np.sqrt(np.mean(x.astype(np.float64) ** 2))  # noqa: E731
+
+    def balance(x):  # dB of 4-8 kHz over 0-1 kHz energy
+        s = np.abs(np.fft.rfft(x.astype(np.float64))) ** 2
+        f = np.fft.rfftfreq(len(x), 1 / SAMPLE_RATE)
+        return 10 * np.log10(s[f >= 4000].sum() / s[f < 1000].sum())
+
+    bright, dull = augment.tilt(clip, 0.5), augment.tilt(clip, -0.5)
+    assert bright.shape == clip.shape and bright.dtype == np.float32
+    assert rms(bright) == pytest.approx(rms(clip), rel=1e-4) and rms(dull) == pytest.approx(
+        rms(clip), rel=1e-4
+    )
+    assert 3.0 < balance(bright) - balance(clip) < 14.0 and 3.0 < balance(clip) - balance(dull) < 14.0
+    assert f0(bright) == pytest.approx(f0(clip), rel=0.03)
+    assert augment.tilt(clip, 0.0) is clip
+    with pytest.raises(ValueError, match=r"tilt coefficient must be in \(-1, 1\)"):
+        augment.tilt(clip, 1.0)
+    assert augment.AugmentConfig(tilt=0.3).enabled
+
+
 def test_voice_params_voice_zero_is_the_speaker_and_the_rest_differ():
     vs = [augment.voice_params(v, 16, 5.0, 0.2) for v in range(16)]
     assert vs[0] == (0.0, 1.0)

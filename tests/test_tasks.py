@@ -45,6 +45,7 @@ from speakerid.tasks import (
     run_experiment_cli,
     shared_data_dir,
 )
+from speakerid.training.loop import LoopSettings, lr_at
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(
@@ -381,6 +382,46 @@ def test_run_is_deterministic_and_resumes_exactly(tmp_path):
     with pytest.raises(ValueError, match="different experiment or seed"):
         run_experiment(
             "copy-100-dilated-rnn", TINY, max_iters=6, seed=5, progress=False, out_dir=out, resume=True
+        )
+
+
+def test_step_decay_can_be_set_on_resume_for_the_iterations_not_yet_trained(tmp_path):
+    """lr_drop_at: lr x lr_drop from that iteration on. A run resumed with it set (at or after the checkpoint's
+    iteration) equals one that had it from the start; moving it into the iterations already trained is refused."""
+    s = LoopSettings(steps=10, steps_per_epoch=5, batch_size=1, lr=1e-3, lr_drop_at=4, lr_drop=0.1)
+    assert [lr_at(s, k) for k in (0, 3, 4, 9)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
+    drop = {**TINY, "lr": 0.05, "lr_drop_at": 4, "lr_drop": 0.01}
+    plain = run_experiment("copy-100-dilated-rnn", {**TINY, "lr": 0.05}, max_iters=6, seed=1, progress=False)
+    a = run_experiment("copy-100-dilated-rnn", drop, max_iters=6, seed=1, progress=False)
+    assert a["train_curve"][:5] == plain["train_curve"][:5] and a["train_curve"][5] != plain["train_curve"][5]
+
+    out = tmp_path / "run"
+    run_experiment(
+        "copy-100-dilated-rnn", {**TINY, "lr": 0.05}, max_iters=3, seed=1, progress=False, out_dir=out
+    )
+    with pytest.raises(ValueError, match=r"lr_drop_at=2 .* already trained .* set lr_drop_at >= 3"):
+        run_experiment(
+            "copy-100-dilated-rnn",
+            {**drop, "lr_drop_at": 2},
+            max_iters=6,
+            seed=1,
+            progress=False,
+            out_dir=out,
+            resume=True,
+        )
+    r = run_experiment(
+        "copy-100-dilated-rnn", drop, max_iters=6, seed=1, progress=False, out_dir=out, resume=True
+    )
+    assert r["train_curve"] == a["train_curve"] and r["experiment"]["lr_drop_at"] == 4
+    with pytest.raises(ValueError, match="different experiment or seed"):  # other fields still must match
+        run_experiment(
+            "copy-100-dilated-rnn",
+            {**drop, "lr": 0.01},
+            max_iters=6,
+            seed=1,
+            progress=False,
+            out_dir=out,
+            resume=True,
         )
 
 

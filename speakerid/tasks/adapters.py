@@ -55,8 +55,29 @@ class _Task:
         return {"experiment": _jsonable(asdict(self.exp)), "seed": self.seed}
 
     def check_resume(self, ckpt: dict, path: Path) -> None:
-        if ckpt.get("experiment") != _jsonable(asdict(self.exp)) or ckpt.get("seed") != self.seed:
+        """Same experiment and seed as the checkpoint, except the step decay, which may be set or moved to an
+        iteration not yet trained (fields added since the checkpoint was written take their defaults)."""
+        try:
+            was = TaskExperiment.from_dict(ckpt["experiment"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(f"{path} holds no readable experiment ({e}); not resuming") from None
+        future_only = ("lr_drop_at", "lr_drop")
+        now_d, was_d = _jsonable(asdict(self.exp)), _jsonable(asdict(was))
+        for k in future_only:
+            now_d.pop(k), was_d.pop(k)
+        if now_d != was_d or ckpt.get("seed") != self.seed:
             raise ValueError(f"{path} was written by a different experiment or seed; not resuming")
+        step = int(ckpt["step"])
+
+        def past(e: TaskExperiment) -> tuple:  # the decay as the steps already taken saw it
+            return (e.lr_drop_at, e.lr_drop) if 0 < e.lr_drop_at < step else None
+
+        if past(was) != past(self.exp):
+            raise ValueError(
+                f"{path}: lr_drop_at={self.exp.lr_drop_at} (lr_drop={self.exp.lr_drop}) would change the learning "
+                f"rate of iterations already trained (the run is at {step}; it was trained with "
+                f"lr_drop_at={was.lr_drop_at}); set lr_drop_at >= {step} or keep the saved value; not resuming"
+            )
 
     def state(self):
         return None

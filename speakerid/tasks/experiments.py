@@ -67,6 +67,10 @@ class TaskExperiment:
     clip_grad: float = 0.0  # max grad norm; 0 = off (paper)
     optimizer: str = "rmsprop"  # a key of speakerid.training.loop.OPTIMIZERS (the paper: RMSProp)
     lr_schedule: str = "constant"  # constant | cosine
+    # step decay: from iteration lr_drop_at on, lr x lr_drop (0 = never; not in the paper, which keeps lr constant).
+    # A resume may set or move it to an iteration not yet trained (the steps already taken stay as they were).
+    lr_drop_at: int = 0
+    lr_drop: float = 0.1
     weight_decay: float = 0.0
     init: str = "default"  # "default" (PyTorch) or "normal" (paper: N(0, 1) weight matrices)
     dropout: float = 0.0  # input dropout (PTB; the paper's only regulariser there)
@@ -99,6 +103,10 @@ class TaskExperiment:
             raise ValueError(f"init must be one of {INITS}, got {self.init!r}")
         if min(self.batch_size, self.iterations, self.eval_every) < 1:
             raise ValueError("batch_size, iterations and eval_every must be >= 1")
+        if self.lr_drop_at < 0 or not 0.0 < self.lr_drop <= 1.0:
+            raise ValueError(
+                f"need lr_drop_at >= 0 and 0 < lr_drop <= 1, got {self.lr_drop_at}, {self.lr_drop}"
+            )
         if self.task == "ptb" and self.arch == "rnn" and kwargs["bptt"] % math.lcm(*self.dilations):
             raise ValueError(
                 f"ptb bptt={kwargs['bptt']} must be a multiple of lcm(dilations)={math.lcm(*self.dilations)} "

@@ -101,6 +101,8 @@ def run_experiment(
         rms_alpha=exp.rms_alpha,
         weight_decay=exp.weight_decay,
         lr_schedule=exp.lr_schedule,
+        lr_drop_at=exp.lr_drop_at,
+        lr_drop=exp.lr_drop,
         clip_grad=exp.clip_grad,
         amp="on" if amp else "off",
         device=str(dev),

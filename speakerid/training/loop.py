@@ -65,6 +65,8 @@ class LoopSettings:
     rms_alpha: float = 0.9  # RMSProp decay (the paper's 0.9)
     weight_decay: float = 0.0
     lr_schedule: str = "constant"  # constant | cosine (with a short linear warm-up)
+    lr_drop_at: int = 0  # from this optimizer step on the schedule's lr is multiplied by lr_drop (0 = never)
+    lr_drop: float = 0.1
     clip_grad: float = 0.0  # max gradient norm (0 = off)
     eval_every: int = 1  # epochs between evaluations (the last epoch is always evaluated)
     ckpt_every: int = 0  # optimizer steps between last.pt saves (0 = at epoch ends only)
@@ -154,15 +156,17 @@ def make_optimizer(s: LoopSettings, params) -> torch.optim.Optimizer:
 
 
 def lr_at(s: LoopSettings, step: int) -> float:
-    """The learning rate of optimizer step ``step`` (0-based)."""
+    """The learning rate of optimizer step ``step`` (0-based): the schedule's, times ``lr_drop`` from
+    ``lr_drop_at`` on (a step decay, e.g. to settle a constant-lr run that wanders)."""
+    drop = s.lr_drop if s.lr_drop_at > 0 and step >= s.lr_drop_at else 1.0
     if s.lr_schedule == "cosine" and s.steps > 0:
         warm = min(100, s.steps // 20)
         if step < warm:
-            return s.lr * (step + 1) / warm
-        return s.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, s.steps - warm))))
+            return drop * s.lr * (step + 1) / warm
+        return drop * s.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, s.steps - warm))))
     if s.lr_schedule != "constant":
         raise ValueError(f"lr_schedule must be constant or cosine, got {s.lr_schedule!r}")
-    return s.lr
+    return drop * s.lr
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:

@@ -83,6 +83,7 @@ class TrainConfig:
     aug_noise_snr_db: float = 0.0  # > 0: coloured noise at an SNR in [this, this + 30] dB
     aug_reverb: float = 0.0  # probability of a synthetic room response (RT60 0.2-0.8 s)
     aug_gain_db: float = 0.0  # level change in [-this, this] dB
+    aug_tilt: float = 0.0  # spectral tilt coefficient in [-this, this] (vocal effort; < 1)
     voices: int = 0  # > 1: each speaker becomes this many pseudo-voice classes (fixed pitch/warp per voice)
     voice_pitch: float = 4.0  # pseudo-voices spread over [-this, this] semitones ...
     voice_vtlp: float = 0.15  # ... and alpha in [1 - this, 1 + this]
@@ -187,6 +188,8 @@ def _check_recipe(cfg: TrainConfig, mcfg: ModelConfig) -> None:
         raise ValueError("loss aam needs a cosine head (--head cosine)")
     if cfg.crop_min and not 0 < cfg.crop_min <= cfg.crop:
         raise ValueError(f"crop_min must be in 1..crop={cfg.crop}, got {cfg.crop_min}")
+    if not 0.0 <= cfg.aug_tilt < 1.0:
+        raise ValueError(f"aug_tilt must be in [0, 1), got {cfg.aug_tilt}")
 
 
 def _augment_config(cfg: TrainConfig) -> AugmentConfig:
@@ -197,6 +200,7 @@ def _augment_config(cfg: TrainConfig) -> AugmentConfig:
         noise_snr_db=cfg.aug_noise_snr_db,
         reverb=cfg.aug_reverb,
         gain_db=cfg.aug_gain_db,
+        tilt=cfg.aug_tilt,
     )
 
 
