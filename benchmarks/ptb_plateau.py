@@ -117,7 +117,7 @@ def run(
             losses, grads = [], [[] for _ in range(len(layers) + 1)]
     capture[0] = False
     model.eval()
-    bpc, n = task._bpc(
+    bpc, n = task.bpc(
         model, torch.device("cpu"), "valid", valid_chars
     )  # carried states, as the benchmark scores
     print(

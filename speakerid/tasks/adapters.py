@@ -182,7 +182,9 @@ class _PTBTask(_Task):
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1)), len(y), None
 
     @torch.no_grad()
-    def _bpc(self, model, device, split: str, limit: int) -> tuple[float, int]:
+    def bpc(self, model, device, split: str, limit: int = 0) -> tuple[float, int]:
+        """(bits per character, characters scored) of ``split`` ("valid" | "test"), its first ``limit``
+        characters (0 = all), as the benchmark scores it: parallel streams, hidden states carried across chunks."""
         data = self.corpus.split(split)
         if limit:
             data = data[:limit]
@@ -197,10 +199,10 @@ class _PTBTask(_Task):
 
     def evaluate(self, model, device, final: bool) -> dict:
         kw = self.exp.task_kwargs
-        bpc, n = self._bpc(model, device, "valid", 0 if final else kw["eval_chars"])
+        bpc, n = self.bpc(model, device, "valid", 0 if final else kw["eval_chars"])
         out = {"valid_bpc": bpc, "valid_chars": n}
         if final:
-            bpc, n = self._bpc(model, device, "test", kw["test_chars"])
+            bpc, n = self.bpc(model, device, "test", kw["test_chars"])
             out.update(test_bpc=bpc, test_chars=n)
         return out
 
