@@ -138,10 +138,7 @@ def reverb(
     tail[0] = 0.0
     rir = tail * np.sqrt(10 ** (-drr_db / 10) / np.sum(tail**2))
     rir[0] = 1.0
-    out = fftconvolve(wave.astype(np.float64), rir)[: len(wave)]
-    rms_in = np.sqrt(np.mean(wave.astype(np.float64) ** 2))
-    rms_out = np.sqrt(np.mean(out**2)) + 1e-12
-    return (out * (rms_in / rms_out)).astype(np.float32)
+    return _match_rms(fftconvolve(wave.astype(np.float64), rir)[: len(wave)], wave)
 
 
 def gain(wave: np.ndarray, db: float) -> np.ndarray:
@@ -158,9 +155,7 @@ def tilt(wave: np.ndarray, a: float) -> np.ndarray:
     x = wave.astype(np.float64)
     out = x.copy()
     out[1:] -= a * x[:-1]
-    rms_in = np.sqrt(np.mean(x**2))
-    rms_out = np.sqrt(np.mean(out**2)) + 1e-12
-    return (out * (rms_in / rms_out)).astype(np.float32)
+    return _match_rms(out, wave)
 
 
 def voice_params(v: int, n_voices: int, max_semitones: float, max_warp: float) -> tuple[float, float]:
@@ -175,6 +170,13 @@ def voice_params(v: int, n_voices: int, max_semitones: float, max_warp: float) -
     a = (v * 0.6180339887) % 1.0
     b = (v * 0.7548776662) % 1.0
     return (2 * a - 1) * max_semitones, 1.0 + (2 * b - 1) * max_warp
+
+
+def _match_rms(out: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """``out`` (T,) float64 scaled to the RMS of ``ref`` (T,), as float32."""
+    rms_in = np.sqrt(np.mean(ref.astype(np.float64) ** 2))
+    rms_out = np.sqrt(np.mean(out**2)) + 1e-12
+    return (out * (rms_in / rms_out)).astype(np.float32)
 
 
 def _fit(x: np.ndarray, n: int) -> np.ndarray:

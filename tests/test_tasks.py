@@ -391,38 +391,23 @@ def test_step_decay_can_be_set_on_resume_for_the_iterations_not_yet_trained(tmp_
     s = LoopSettings(steps=10, steps_per_epoch=5, batch_size=1, lr=1e-3, lr_drop_at=4, lr_drop=0.1)
     assert [lr_at(s, k) for k in (0, 3, 4, 9)] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-4])
     drop = {**TINY, "lr": 0.05, "lr_drop_at": 4, "lr_drop": 0.01}
-    plain = run_experiment("copy-100-dilated-rnn", {**TINY, "lr": 0.05}, max_iters=6, seed=1, progress=False)
-    a = run_experiment("copy-100-dilated-rnn", drop, max_iters=6, seed=1, progress=False)
+
+    def run(overrides: dict, max_iters: int = 6, **kw) -> dict:
+        return run_experiment(
+            "copy-100-dilated-rnn", overrides, max_iters=max_iters, seed=1, progress=False, **kw
+        )
+
+    plain, a = run({**TINY, "lr": 0.05}), run(drop)
     assert a["train_curve"][:5] == plain["train_curve"][:5] and a["train_curve"][5] != plain["train_curve"][5]
 
     out = tmp_path / "run"
-    run_experiment(
-        "copy-100-dilated-rnn", {**TINY, "lr": 0.05}, max_iters=3, seed=1, progress=False, out_dir=out
-    )
+    run({**TINY, "lr": 0.05}, max_iters=3, out_dir=out)
     with pytest.raises(ValueError, match=r"lr_drop_at=2 .* already trained .* set lr_drop_at >= 3"):
-        run_experiment(
-            "copy-100-dilated-rnn",
-            {**drop, "lr_drop_at": 2},
-            max_iters=6,
-            seed=1,
-            progress=False,
-            out_dir=out,
-            resume=True,
-        )
-    r = run_experiment(
-        "copy-100-dilated-rnn", drop, max_iters=6, seed=1, progress=False, out_dir=out, resume=True
-    )
+        run({**drop, "lr_drop_at": 2}, out_dir=out, resume=True)
+    r = run(drop, out_dir=out, resume=True)
     assert r["train_curve"] == a["train_curve"] and r["experiment"]["lr_drop_at"] == 4
     with pytest.raises(ValueError, match="different experiment or seed"):  # other fields still must match
-        run_experiment(
-            "copy-100-dilated-rnn",
-            {**drop, "lr": 0.01},
-            max_iters=6,
-            seed=1,
-            progress=False,
-            out_dir=out,
-            resume=True,
-        )
+        run({**drop, "lr": 0.01}, out_dir=out, resume=True)
 
 
 @needs_ptb

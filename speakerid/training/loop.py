@@ -158,15 +158,16 @@ def make_optimizer(s: LoopSettings, params) -> torch.optim.Optimizer:
 def lr_at(s: LoopSettings, step: int) -> float:
     """The learning rate of optimizer step ``step`` (0-based): the schedule's, times ``lr_drop`` from
     ``lr_drop_at`` on (a step decay, e.g. to settle a constant-lr run that wanders)."""
-    drop = s.lr_drop if s.lr_drop_at > 0 and step >= s.lr_drop_at else 1.0
+    if s.lr_schedule not in ("constant", "cosine"):
+        raise ValueError(f"lr_schedule must be constant or cosine, got {s.lr_schedule!r}")
+    lr = s.lr
     if s.lr_schedule == "cosine" and s.steps > 0:
         warm = min(100, s.steps // 20)
         if step < warm:
-            return drop * s.lr * (step + 1) / warm
-        return drop * s.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, s.steps - warm))))
-    if s.lr_schedule != "constant":
-        raise ValueError(f"lr_schedule must be constant or cosine, got {s.lr_schedule!r}")
-    return drop * s.lr
+            lr = s.lr * (step + 1) / warm
+        else:
+            lr = s.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, s.steps - warm))))
+    return lr * (s.lr_drop if 0 < s.lr_drop_at <= step else 1.0)
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
